@@ -1,0 +1,19 @@
+//! Nodebase's schema, as SeaORM migrations. The server runs `Migrator::up` at start-up;
+//! `cargo run -p migration -- <up|down|status|fresh>` runs them by hand.
+pub use sea_orm_migration::prelude::*;
+
+mod m20261125_000001_auth_and_workflows;
+mod m20261125_000002_engine;
+
+/// Every migration, oldest first.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261125_000001_auth_and_workflows::Migration),
+            Box::new(m20261125_000002_engine::Migration),
+        ]
+    }
+}

@@ -1,0 +1,80 @@
+//! Sign-up, sign-in, sign-out and "who am I".
+use leptos::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::error::AppError;
+
+/// The signed-in user as pages see it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedInUser {
+    pub id: String,
+    pub email: String,
+}
+
+/// Creates an account, signs it in and sends the browser home.
+#[server(endpoint = "sign_up")]
+pub async fn sign_up(email: String, password: String) -> Result<(), AppError> {
+    let state = super::app_state()?;
+    let user = crate::auth::sign_up(&state.db, &email, &password).await?;
+    ssr::start_session(&state, &user.id).await?;
+    leptos_axum::redirect("/");
+    Ok(())
+}
+
+/// Checks the credentials, signs in and sends the browser home.
+#[server(endpoint = "sign_in")]
+pub async fn sign_in(email: String, password: String) -> Result<(), AppError> {
+    let state = super::app_state()?;
+    let user = crate::auth::sign_in(&state.db, &email, &password).await?;
+    ssr::start_session(&state, &user.id).await?;
+    leptos_axum::redirect("/");
+    Ok(())
+}
+
+/// Ends the current session and sends the browser to sign-in.
+#[server(endpoint = "sign_out")]
+pub async fn sign_out() -> Result<(), AppError> {
+    let state = super::app_state()?;
+    let parts = use_context::<http::request::Parts>()
+        .ok_or_else(|| AppError::Server("request is missing".into()))?;
+    if let Some(token) = crate::auth::token_from_headers(&parts.headers) {
+        crate::auth::delete_session(&state.db, &token).await?;
+    }
+    ssr::set_cookie(&crate::auth::clear_cookie(state.config.secure_cookies))?;
+    leptos_axum::redirect("/signin");
+    Ok(())
+}
+
+/// The signed-in user, or `Unauthorized`.
+#[server(endpoint = "current_user")]
+pub async fn current_user() -> Result<SignedInUser, AppError> {
+    crate::auth::require_user().await
+}
+
+#[cfg(feature = "ssr")]
+mod ssr {
+    use http::header::SET_COOKIE;
+    use http::HeaderValue;
+
+    use crate::error::AppError;
+    use crate::state::AppState;
+
+    pub async fn start_session(state: &AppState, user_id: &str) -> Result<(), AppError> {
+        let ttl = state.config.session_ttl;
+        let token = crate::auth::create_session(&state.db, user_id, ttl).await?;
+        set_cookie(&crate::auth::session_cookie(
+            &token,
+            ttl,
+            state.config.secure_cookies,
+        ))
+    }
+
+    pub fn set_cookie(cookie: &str) -> Result<(), AppError> {
+        let response = leptos::prelude::use_context::<leptos_axum::ResponseOptions>()
+            .ok_or_else(|| AppError::Server("response is missing".into()))?;
+        let value = HeaderValue::from_str(cookie)
+            .map_err(|e| AppError::Server(format!("bad cookie header: {e}")))?;
+        response.append_header(SET_COOKIE, value);
+        Ok(())
+    }
+}

@@ -1,0 +1,3 @@
+//! View pieces shared by several pages.
+pub mod form_error;
+pub mod toast;

@@ -1,0 +1,36 @@
+//! Settings read from the environment at start-up.
+use std::time::Duration;
+
+/// The server's settings; every field has a default that works on one machine.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// `DATABASE_URL`: `sqlite://…` (default `sqlite://nodebase.db`) or `postgres://…`.
+    pub database_url: String,
+    /// `NODEBASE_SECURE_COOKIES=1` marks the session cookie `Secure` (serve over HTTPS).
+    pub secure_cookies: bool,
+    /// `NODEBASE_SESSION_DAYS`: how long a session lives (default 30 days).
+    pub session_ttl: Duration,
+}
+
+impl Config {
+    /// Reads the settings, falling back to the defaults.
+    pub fn from_env() -> Result<Config, String> {
+        let database_url =
+            std::env::var("DATABASE_URL").unwrap_or_else(|_| "sqlite://nodebase.db".to_string());
+        let secure_cookies = matches!(
+            std::env::var("NODEBASE_SECURE_COOKIES").as_deref(),
+            Ok("1") | Ok("true") | Ok("yes")
+        );
+        let session_days: u64 = match std::env::var("NODEBASE_SESSION_DAYS") {
+            Ok(v) => v
+                .parse()
+                .map_err(|_| format!("NODEBASE_SESSION_DAYS must be a whole number, got {v:?}"))?,
+            Err(_) => 30,
+        };
+        Ok(Config {
+            database_url,
+            secure_cookies,
+            session_ttl: Duration::from_secs(session_days * 24 * 3600),
+        })
+    }
+}

@@ -1,0 +1,149 @@
+//! The engine's tables as SeaORM entities. Times are Unix milliseconds.
+
+/// A recorded event.
+pub mod event {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "event")]
+    pub struct Model {
+        /// A UUIDv7, so ids sort by time.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub name: String,
+        /// The payload, as JSON text.
+        pub data: String,
+        pub user_id: Option<String>,
+        pub idempotency_key: Option<String>,
+        pub ts: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {
+        #[sea_orm(has_many = "super::run::Entity")]
+        Run,
+    }
+
+    impl Related<super::run::Entity> for Entity {
+        fn to() -> RelationDef {
+            Relation::Run.def()
+        }
+    }
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// One execution of a function for one event.
+pub mod run {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "run")]
+    pub struct Model {
+        /// A UUIDv7, so ids sort by time.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub function_id: String,
+        pub event_id: String,
+        /// Copied from the event, for scoping without a join.
+        pub user_id: Option<String>,
+        /// See [`crate::engine::RunStatus`].
+        pub status: String,
+        /// When a queued run may start, or a sleeping run wakes.
+        pub due_at: i64,
+        pub locked_by: Option<String>,
+        pub lease_until: Option<i64>,
+        /// How many times a worker has claimed the run.
+        pub claims: i32,
+        /// Failed attempts of the handler outside any step.
+        pub attempts: i32,
+        /// The handler's return value, as JSON text.
+        pub output: Option<String>,
+        pub error: Option<String>,
+        /// The run this one re-ran, if any.
+        pub rerun_of: Option<String>,
+        pub created_at: i64,
+        pub started_at: Option<i64>,
+        pub ended_at: Option<i64>,
+        pub updated_at: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {
+        #[sea_orm(
+            belongs_to = "super::event::Entity",
+            from = "Column::EventId",
+            to = "super::event::Column::Id",
+            on_delete = "Cascade"
+        )]
+        Event,
+        #[sea_orm(has_many = "super::step::Entity")]
+        Step,
+    }
+
+    impl Related<super::event::Entity> for Entity {
+        fn to() -> RelationDef {
+            Relation::Event.def()
+        }
+    }
+
+    impl Related<super::step::Entity> for Entity {
+        fn to() -> RelationDef {
+            Relation::Step.def()
+        }
+    }
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// A step of a run: its memoized output, or its attempts so far.
+pub mod step {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "step")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub run_id: String,
+        /// The id given in the handler, with `:n` added when repeated in a run.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub step_id: String,
+        /// The id as written in the handler.
+        pub name: String,
+        /// `run` or `sleep`.
+        pub kind: String,
+        /// `completed`, `retrying`, `failed` or `sleeping`.
+        pub status: String,
+        /// Order of first appearance in the handler.
+        pub position: i32,
+        pub attempts: i32,
+        pub output: Option<String>,
+        /// The last attempt's error.
+        pub error: Option<String>,
+        /// Every failed attempt's error, as a JSON array of strings.
+        pub errors: String,
+        pub started_at: i64,
+        pub ended_at: Option<i64>,
+        /// When a sleep ends.
+        pub wake_at: Option<i64>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {
+        #[sea_orm(
+            belongs_to = "super::run::Entity",
+            from = "Column::RunId",
+            to = "super::run::Column::Id",
+            on_delete = "Cascade"
+        )]
+        Run,
+    }
+
+    impl Related<super::run::Entity> for Entity {
+        fn to() -> RelationDef {
+            Relation::Run.def()
+        }
+    }
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

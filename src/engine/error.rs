@@ -1,0 +1,84 @@
+//! The engine's errors: what callers of the API get, and what handlers return.
+use std::time::Duration;
+
+/// An error from the engine's API (sending, cancelling, building).
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The event was refused; nothing was stored.
+    #[error("invalid event: {0}")]
+    InvalidEvent(String),
+    /// A function definition is unusable.
+    #[error("invalid function: {0}")]
+    InvalidFunction(String),
+    /// The database failed; the message says which operation.
+    #[error("database error: {0}")]
+    Database(String),
+}
+
+impl From<sea_orm::DbErr> for EngineError {
+    fn from(err: sea_orm::DbErr) -> Self {
+        EngineError::Database(err.to_string())
+    }
+}
+
+/// Why a step or a handler did not produce a value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FnError {
+    /// A failure worth another attempt (the default for errors).
+    #[error("{0}")]
+    Failed(String),
+    /// A failure no retry can fix: the run fails at once.
+    #[error("non-retriable: {0}")]
+    NonRetriable(String),
+    /// A failure to retry no sooner than `after`.
+    #[error("retry after {after:?}: {message}")]
+    RetryAfter { after: Duration, message: String },
+    /// Not a failure: the run was parked (a sleep, a retry) or is no longer ours
+    /// (cancelled, lease lost). Handlers must pass it on with `?`, never swallow it.
+    #[error("run interrupted")]
+    Interrupted,
+}
+
+impl FnError {
+    /// A retriable failure with `message`.
+    pub fn failed(message: impl std::fmt::Display) -> Self {
+        FnError::Failed(message.to_string())
+    }
+
+    /// A failure that fails the run at once.
+    pub fn non_retriable(message: impl std::fmt::Display) -> Self {
+        FnError::NonRetriable(message.to_string())
+    }
+
+    /// A failure to retry after `after`.
+    pub fn retry_after(after: Duration, message: impl std::fmt::Display) -> Self {
+        FnError::RetryAfter {
+            after,
+            message: message.to_string(),
+        }
+    }
+}
+
+impl From<sea_orm::DbErr> for FnError {
+    fn from(err: sea_orm::DbErr) -> Self {
+        FnError::Failed(format!("database error: {err}"))
+    }
+}
+
+impl From<serde_json::Error> for FnError {
+    fn from(err: serde_json::Error) -> Self {
+        FnError::NonRetriable(format!("JSON error: {err}"))
+    }
+}
+
+impl From<String> for FnError {
+    fn from(message: String) -> Self {
+        FnError::Failed(message)
+    }
+}
+
+impl From<&str> for FnError {
+    fn from(message: &str) -> Self {
+        FnError::Failed(message.to_string())
+    }
+}

@@ -1,0 +1,77 @@
+//! Start-up wiring: settings, database, migrations, routes, serving.
+use std::sync::Arc;
+
+use axum::Router;
+use leptos::prelude::*;
+use leptos_axum::{generate_route_list, LeptosRoutes};
+use migration::{Migrator, MigratorTrait};
+
+use crate::app::{shell, App};
+use crate::auth::guard_pages;
+use crate::config::Config;
+use crate::state::AppState;
+
+/// Any start-up failure, with what was being attempted.
+pub type StartError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The axum router: pages, server functions, static files, all behind the page guard.
+pub fn router(state: AppState) -> Router {
+    let routes = generate_route_list(App);
+    let options = state.leptos_options.clone();
+    Router::new()
+        .leptos_routes(&state, routes, move || shell(options.clone()))
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard_pages,
+        ))
+        .with_state(state)
+}
+
+/// Runs the web server until Ctrl-C or SIGTERM.
+pub async fn serve() -> Result<(), StartError> {
+    let config = Config::from_env()?;
+    let db = crate::db::connect(&config.database_url)
+        .await
+        .map_err(|e| format!("cannot open {}: {e}", config.database_url))?;
+    Migrator::up(&db, None)
+        .await
+        .map_err(|e| format!("migrations failed: {e}"))?;
+
+    let leptos_options = get_configuration(None)?.leptos_options;
+    let addr = leptos_options.site_addr;
+    let state = AppState {
+        leptos_options,
+        db,
+        config: Arc::new(config),
+    };
+
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    tracing::info!("listening on http://{addr}");
+    axum::serve(listener, router(state).into_make_service())
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutting down");
+}
