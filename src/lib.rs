@@ -5,6 +5,8 @@
 pub mod api;
 pub mod app;
 pub mod components;
+#[cfg(feature = "ssr")]
+pub mod engine;
 pub mod error;
 pub mod pages;
 

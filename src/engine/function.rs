@@ -1,0 +1,81 @@
+//! Functions: what runs when an event arrives, defined in code with a builder.
+use std::future::Future;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use serde_json::Value;
+
+use super::error::FnError;
+use super::event::Event;
+use super::step::Step;
+
+/// Retries a function gets unless it says otherwise (Inngest's default).
+pub const DEFAULT_RETRIES: u32 = 4;
+/// The most retries a function may ask for.
+pub const MAX_RETRIES: u32 = 50;
+
+type Handler = Arc<dyn Fn(Ctx) -> BoxFuture<'static, Result<Value, FnError>> + Send + Sync>;
+
+/// What a handler receives: the triggering event and the step tools of its run.
+pub struct Ctx {
+    pub event: Event,
+    pub step: Step,
+    pub run_id: String,
+}
+
+/// A durable function: an id, the events that trigger it, its retries, its handler.
+#[derive(Clone)]
+pub struct Function {
+    id: String,
+    triggers: Vec<String>,
+    retries: u32,
+    handler: Handler,
+}
+
+impl Function {
+    /// A function with id `id` running `handler`; add triggers with [`Function::trigger`].
+    pub fn new<F, Fut>(id: impl Into<String>, handler: F) -> Self
+    where
+        F: Fn(Ctx) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Value, FnError>> + Send + 'static,
+    {
+        Function {
+            id: id.into(),
+            triggers: Vec::new(),
+            retries: DEFAULT_RETRIES,
+            handler: Arc::new(move |ctx| Box::pin(handler(ctx))),
+        }
+    }
+
+    /// Runs the function for each event named `event_name`.
+    pub fn trigger(mut self, event_name: impl Into<String>) -> Self {
+        self.triggers.push(event_name.into());
+        self
+    }
+
+    /// How many times a failing step (or handler) is retried before the run fails;
+    /// capped at [`MAX_RETRIES`].
+    pub fn retries(mut self, retries: u32) -> Self {
+        self.retries = retries.min(MAX_RETRIES);
+        self
+    }
+
+    /// The function's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The event names that trigger it.
+    pub fn triggers(&self) -> &[String] {
+        &self.triggers
+    }
+
+    /// Its retries.
+    pub fn retry_limit(&self) -> u32 {
+        self.retries
+    }
+
+    pub(crate) fn call(&self, ctx: Ctx) -> BoxFuture<'static, Result<Value, FnError>> {
+        (self.handler)(ctx)
+    }
+}

@@ -1,0 +1,271 @@
+//! Steps: memoized `run`s and durable `sleep`s, replayed from saved results on resume.
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::completer::{Completer, Transition, Write};
+use super::entities::step;
+use super::error::FnError;
+use super::Inner;
+
+/// The step tools of one run. Cheap to clone.
+#[derive(Clone)]
+pub struct Step {
+    run: Arc<RunSteps>,
+}
+
+struct RunSteps {
+    inner: Arc<Inner>,
+    completer: Completer,
+    run_id: String,
+    function_id: String,
+    user_id: Option<String>,
+    retries: u32,
+    state: Mutex<Replay>,
+}
+
+/// What the handler has seen so far in this invocation, and what earlier ones saved.
+struct Replay {
+    /// Saved steps by unique id.
+    saved: HashMap<String, step::Model>,
+    /// How often each id was used in this invocation (for the `:n` suffix).
+    used: HashMap<String, u32>,
+    /// Steps met so far in this invocation, which gives each its position.
+    met: i32,
+}
+
+const RUN: &str = "run";
+const SLEEP: &str = "sleep";
+const COMPLETED: &str = "completed";
+const RETRYING: &str = "retrying";
+const FAILED: &str = "failed";
+const SLEEPING: &str = "sleeping";
+
+impl Step {
+    pub(crate) fn new(
+        inner: Arc<Inner>,
+        completer: Completer,
+        run: &super::entities::run::Model,
+        retries: u32,
+        saved: Vec<step::Model>,
+    ) -> Self {
+        Step {
+            run: Arc::new(RunSteps {
+                inner,
+                completer,
+                run_id: run.id.clone(),
+                function_id: run.function_id.clone(),
+                user_id: run.user_id.clone(),
+                retries,
+                state: Mutex::new(Replay {
+                    saved: saved.into_iter().map(|s| (s.step_id.clone(), s)).collect(),
+                    used: HashMap::new(),
+                    met: 0,
+                }),
+            }),
+        }
+    }
+
+    /// Runs `f` once for this run and saves its output; on replay, returns the saved
+    /// output without calling `f`. A failure is retried with backoff (the run is parked
+    /// in between) until the function's retries are spent.
+    pub async fn run<T, F, Fut>(&self, id: &str, f: F) -> Result<T, FnError>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, FnError>>,
+    {
+        let (key, position, saved) = self.meet(id);
+        if let Some(saved) = &saved {
+            match saved.status.as_str() {
+                COMPLETED => {
+                    let output = saved.output.as_deref().unwrap_or("null");
+                    return Ok(serde_json::from_str(output)?);
+                }
+                FAILED => {
+                    return Err(FnError::NonRetriable(
+                        saved.error.clone().unwrap_or_default(),
+                    ))
+                }
+                _ => {}
+            }
+        }
+        let clock = &self.run.inner.clock;
+        let attempts = saved.as_ref().map_or(0, |s| s.attempts) + 1;
+        let started_at = saved.as_ref().map_or_else(|| clock.now_ms(), |s| s.started_at);
+        let mut errors: Vec<String> = saved
+            .as_ref()
+            .and_then(|s| serde_json::from_str(&s.errors).ok())
+            .unwrap_or_default();
+
+        let result = f().await;
+        let now = clock.now_ms();
+        let mut row = step::Model {
+            run_id: self.run.run_id.clone(),
+            step_id: key.clone(),
+            name: id.to_string(),
+            kind: RUN.into(),
+            status: COMPLETED.into(),
+            position,
+            attempts,
+            output: None,
+            error: None,
+            errors: String::new(),
+            started_at,
+            ended_at: Some(now),
+            wake_at: None,
+        };
+        match result {
+            Ok(value) => {
+                let output = serde_json::to_string(&value)?;
+                row.output = Some(output);
+                row.errors = serde_json::to_string(&errors)?;
+                if !self.record(row.clone(), None).await {
+                    return Err(FnError::Interrupted);
+                }
+                self.remember(row);
+                Ok(value)
+            }
+            Err(FnError::Interrupted) => Err(FnError::Interrupted),
+            Err(err) => {
+                let message = match &err {
+                    FnError::Failed(m) | FnError::NonRetriable(m) => m.clone(),
+                    FnError::RetryAfter { message, .. } => message.clone(),
+                    FnError::Interrupted => unreachable!("handled above"),
+                };
+                errors.push(message.clone());
+                row.errors = serde_json::to_string(&errors)?;
+                row.error = Some(message.clone());
+                let spent = attempts as u32 > self.run.retries;
+                let transition = match err {
+                    FnError::NonRetriable(_) => Transition::Failed {
+                        error: format!("step {id:?} failed: {message}"),
+                        attempts: None,
+                    },
+                    _ if spent => Transition::Failed {
+                        error: format!("step {id:?} failed after {attempts} attempts: {message}"),
+                        attempts: None,
+                    },
+                    FnError::RetryAfter { after, .. } => Transition::Queued {
+                        due_at: now + after.as_millis() as i64,
+                        attempts: None,
+                        error: None,
+                    },
+                    _ => Transition::Queued {
+                        due_at: now
+                            + self.run.inner.config.backoff.delay(attempts as u32).as_millis()
+                                as i64,
+                        attempts: None,
+                        error: None,
+                    },
+                };
+                if matches!(transition, Transition::Failed { .. }) {
+                    row.status = FAILED.into();
+                } else {
+                    row.status = RETRYING.into();
+                    row.ended_at = None;
+                }
+                self.record(row, Some(transition)).await;
+                Err(FnError::Interrupted)
+            }
+        }
+    }
+
+    /// Parks the run for `duration`; no worker is held while it sleeps.
+    pub async fn sleep(&self, id: &str, duration: Duration) -> Result<(), FnError> {
+        let wake_at = self.run.inner.clock.now_ms() + duration.as_millis() as i64;
+        self.sleep_to(id, wake_at).await
+    }
+
+    /// Parks the run until `time`.
+    pub async fn sleep_until(
+        &self,
+        id: &str,
+        time: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), FnError> {
+        self.sleep_to(id, time.timestamp_millis()).await
+    }
+
+    async fn sleep_to(&self, id: &str, wake_at_if_new: i64) -> Result<(), FnError> {
+        let (key, position, saved) = self.meet(id);
+        let now = self.run.inner.clock.now_ms();
+        if let Some(saved) = &saved {
+            if saved.status == COMPLETED {
+                return Ok(());
+            }
+        }
+        let started_at = saved.as_ref().map_or(now, |s| s.started_at);
+        let wake_at = saved
+            .as_ref()
+            .and_then(|s| s.wake_at)
+            .unwrap_or(wake_at_if_new);
+        let mut row = step::Model {
+            run_id: self.run.run_id.clone(),
+            step_id: key,
+            name: id.to_string(),
+            kind: SLEEP.into(),
+            status: SLEEPING.into(),
+            position,
+            attempts: 1,
+            output: None,
+            error: None,
+            errors: "[]".into(),
+            started_at,
+            ended_at: None,
+            wake_at: Some(wake_at),
+        };
+        if wake_at <= now {
+            // Awake: the run goes on at once. Recording the end of the sleep need not
+            // hold it up; if it is lost, the next replay finds the sleep over again.
+            row.status = COMPLETED.into();
+            row.ended_at = Some(wake_at.max(started_at));
+            self.run.completer.send(self.write(row.clone(), None));
+            self.remember(row);
+            return Ok(());
+        }
+        self.record(row, Some(Transition::Sleeping { due_at: wake_at }))
+            .await;
+        Err(FnError::Interrupted)
+    }
+
+    /// The unique id, position and saved record of the next step named `id`.
+    fn meet(&self, id: &str) -> (String, i32, Option<step::Model>) {
+        let mut state = self.run.state.lock().unwrap_or_else(|e| e.into_inner());
+        let used = state.used.entry(id.to_string()).or_insert(0);
+        let key = if *used == 0 {
+            id.to_string()
+        } else {
+            format!("{id}:{used}")
+        };
+        *used += 1;
+        let position = state.met;
+        state.met += 1;
+        let saved = state.saved.get(&key).cloned();
+        (key, position, saved)
+    }
+
+    fn remember(&self, row: step::Model) {
+        let mut state = self.run.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.saved.insert(row.step_id.clone(), row);
+    }
+
+    fn write(&self, row: step::Model, transition: Option<Transition>) -> Write {
+        Write {
+            run_id: self.run.run_id.clone(),
+            function_id: self.run.function_id.clone(),
+            user_id: self.run.user_id.clone(),
+            step: Some(row),
+            transition,
+            ack: None,
+        }
+    }
+
+    /// Commits `row` (and the run's move, if any); false if the run is no longer ours.
+    async fn record(&self, row: step::Model, transition: Option<Transition>) -> bool {
+        self.run.completer.commit(self.write(row, transition)).await
+    }
+}

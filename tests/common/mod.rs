@@ -1,0 +1,76 @@
+//! Shared set-up for the integration tests: a fresh, migrated database per test.
+//!
+//! `NODEBASE_TEST_DATABASE` picks the backend: unset or `sqlite` gives a new SQLite
+//! file in a temporary directory; a `postgres://…` URL (of a role that may create
+//! databases) gives a new PostgreSQL database per test.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use migration::{Migrator, MigratorTrait};
+use nodebase::engine::{RunStatus, RunUpdate};
+use sea_orm::{ConnectionTrait, DatabaseConnection};
+use tokio::sync::broadcast;
+
+/// A migrated database that lives as long as this value.
+pub struct TestDb {
+    pub db: DatabaseConnection,
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// A fresh database on the backend the environment asks for.
+pub async fn test_db() -> TestDb {
+    let backend = std::env::var("NODEBASE_TEST_DATABASE").unwrap_or_default();
+    let (url, dir) = if backend.starts_with("postgres") {
+        (fresh_postgres(&backend).await, None)
+    } else {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let url = format!("sqlite://{}/test.db", dir.path().display());
+        (url, Some(dir))
+    };
+    let db = nodebase::db::connect(&url).await.expect("connect");
+    Migrator::up(&db, None).await.expect("migrate");
+    TestDb { db, url, _dir: dir }
+}
+
+async fn fresh_postgres(admin_url: &str) -> String {
+    let admin = nodebase::db::connect(admin_url).await.expect("connect to PostgreSQL");
+    let name = format!("nodebase_test_{}", uuid::Uuid::new_v4().simple());
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create test database");
+    let (base, _) = admin_url.rsplit_once('/').expect("URL with a database name");
+    format!("{base}/{name}")
+}
+
+/// Waits until `run_id` reaches `status`, as announced by the engine (not by polling).
+pub async fn wait_for(rx: &mut broadcast::Receiver<RunUpdate>, run_id: &str, status: RunStatus) {
+    wait_for_all(rx, &[run_id.to_string()], status).await
+}
+
+/// Waits until every run in `run_ids` reaches `status`.
+pub async fn wait_for_all(
+    rx: &mut broadcast::Receiver<RunUpdate>,
+    run_ids: &[String],
+    status: RunStatus,
+) {
+    let deadline = Duration::from_secs(20);
+    let mut waiting: std::collections::HashSet<&str> =
+        run_ids.iter().map(String::as_str).collect();
+    tokio::time::timeout(deadline, async {
+        while !waiting.is_empty() {
+            match rx.recv().await {
+                Ok(update) if update.status == status => {
+                    waiting.remove(update.run_id.as_str());
+                }
+                Ok(_) => {}
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(err) => panic!("update stream ended: {err}"),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("runs {run_ids:?} did not all become {status} within {deadline:?}"));
+}

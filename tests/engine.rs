@@ -1,0 +1,780 @@
+//! The engine's behaviour on a real database: memoized steps, retries, durable sleeps,
+//! transactional sends, cancellation, leases and concurrent workers.
+#![cfg(feature = "ssr")]
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{test_db, wait_for, wait_for_all};
+use nodebase::engine::entities::{event, run, step};
+use nodebase::engine::{
+    Backoff, Engine, EngineConfig, EngineError, FnError, Function, ManualClock, NewEvent,
+    RunStatus,
+};
+use sea_orm::{
+    ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    TransactionTrait,
+};
+use serde_json::json;
+use tokio::sync::Notify;
+
+fn fast() -> EngineConfig {
+    EngineConfig {
+        workers: 8,
+        backoff: Backoff::fast(),
+        poll: Duration::from_millis(200),
+        ..EngineConfig::default()
+    }
+}
+
+async fn run_row(db: &DatabaseConnection, id: &str) -> run::Model {
+    run::Entity::find_by_id(id.to_string())
+        .one(db)
+        .await
+        .unwrap()
+        .expect("run exists")
+}
+
+async fn steps_of(db: &DatabaseConnection, run_id: &str) -> Vec<step::Model> {
+    step::Entity::find()
+        .filter(step::Column::RunId.eq(run_id))
+        .order_by_asc(step::Column::Position)
+        .all(db)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_steps_closure_runs_once_across_replays() {
+    let t = test_db().await;
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let before = Arc::new(AtomicUsize::new(0));
+    let after = Arc::new(AtomicUsize::new(0));
+    let (b, a) = (before.clone(), after.clone());
+    let function = Function::new("memo", move |ctx| {
+        let (b, a) = (b.clone(), a.clone());
+        async move {
+            let n: usize = ctx
+                .step
+                .run("before", || async move { Ok(b.fetch_add(1, Ordering::SeqCst) + 1) })
+                .await?;
+            ctx.step.sleep("nap", Duration::from_secs(3600)).await?;
+            let m: usize = ctx
+                .step
+                .run("after", || async move { Ok(a.fetch_add(1, Ordering::SeqCst) + 1) })
+                .await?;
+            Ok(json!({ "before": n, "after": m }))
+        }
+    })
+    .trigger("test/memo");
+    let engine = Engine::builder(t.db.clone())
+        .function(function)
+        .config(fast())
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let mut updates = engine.subscribe();
+    let workers = engine.start();
+
+    let receipt = engine
+        .send(&t.db, NewEvent::new("test/memo", json!({})))
+        .await
+        .unwrap();
+    let run_id = &receipt.run_ids[0];
+    wait_for(&mut updates, run_id, RunStatus::Sleeping).await;
+    assert_eq!(before.load(Ordering::SeqCst), 1);
+    assert_eq!(after.load(Ordering::SeqCst), 0);
+
+    clock.advance(3_600_000);
+    engine.wake();
+    wait_for(&mut updates, run_id, RunStatus::Completed).await;
+    workers.shutdown().await;
+
+    assert_eq!(before.load(Ordering::SeqCst), 1, "memoized, not run again");
+    assert_eq!(after.load(Ordering::SeqCst), 1);
+    let run = run_row(&t.db, run_id).await;
+    assert_eq!(run.status, "completed");
+    assert_eq!(run.claims, 2, "one claim to sleep, one to finish");
+    let output: serde_json::Value = serde_json::from_str(run.output.as_deref().unwrap()).unwrap();
+    assert_eq!(output, json!({ "before": 1, "after": 1 }));
+    let steps = steps_of(&t.db, run_id).await;
+    let names: Vec<(&str, &str, &str)> = steps
+        .iter()
+        .map(|s| (s.step_id.as_str(), s.kind.as_str(), s.status.as_str()))
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            ("before", "run", "completed"),
+            ("nap", "sleep", "completed"),
+            ("after", "run", "completed")
+        ]
+    );
+    assert_eq!(steps[1].wake_at, Some(1_000_000 + 3_600_000));
+}
+
+#[tokio::test]
+async fn consecutive_steps_run_in_one_invocation_and_repeated_ids_get_a_suffix() {
+    let t = test_db().await;
+    let function = Function::new("three", |ctx| async move {
+        let mut total = 0;
+        for i in 1..=3 {
+            total += ctx.step.run("add", || async move { Ok(i) }).await?;
+        }
+        Ok(json!(total))
+    })
+    .trigger("test/three");
+    let engine = Engine::builder(t.db.clone())
+        .function(function)
+        .config(fast())
+        .build()
+        .unwrap();
+    let mut updates = engine.subscribe();
+    let workers = engine.start();
+    let receipt = engine
+        .send(&t.db, NewEvent::new("test/three", json!(null)))
+        .await
+        .unwrap();
+    wait_for(&mut updates, &receipt.run_ids[0], RunStatus::Completed).await;
+    workers.shutdown().await;
+
+    let run = run_row(&t.db, &receipt.run_ids[0]).await;
+    assert_eq!(run.claims, 1, "no re-queue between consecutive steps");
+    assert_eq!(run.output.as_deref(), Some("6"));
+    let ids: Vec<String> = steps_of(&t.db, &run.id)
+        .await
+        .into_iter()
+        .map(|s| s.step_id)
+        .collect();
+    assert_eq!(ids, vec!["add", "add:1", "add:2"]);
+}
+
+#[tokio::test]
+async fn a_step_failing_twice_then_succeeding_completes_with_three_attempts() {
+    let t = test_db().await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    let function = Function::new("flaky", move |ctx| {
+        let c = c.clone();
+        async move {
+            let v: String = ctx
+                .step
+                .run("flaky", || async move {
+                    match c.fetch_add(1, Ordering::SeqCst) {
+                        0 => Err(FnError::failed("first failure")),
+                        1 => Err(FnError::failed("second failure")),
+                        _ => Ok("ok".to_string()),
+                    }
+                })
+                .await?;
+            Ok(json!(v))
+        }
+    })
+    .trigger("test/flaky")
+    .retries(5);
+    let engine = Engine::builder(t.db.clone())
+        .function(function)
+        .config(fast())
+        .build()
+        .unwrap();
+    let mut updates = engine.subscribe();
+    let workers = engine.start();
+    let receipt = engine
+        .send(&t.db, NewEvent::new("test/flaky", json!({})))
+        .await
+        .unwrap();
+    wait_for(&mut updates, &receipt.run_ids[0], RunStatus::Completed).await;
+    workers.shutdown().await;
+
+    let steps = steps_of(&t.db, &receipt.run_ids[0]).await;
+    assert_eq!(steps.len(), 1);
+    assert_eq!(steps[0].status, "completed");
+    assert_eq!(steps[0].attempts, 3);
+    let errors: Vec<String> = serde_json::from_str(&steps[0].errors).unwrap();
+    assert_eq!(errors, vec!["first failure", "second failure"]);
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn a_non_retriable_error_fails_the_run_at_once() {
+    let t = test_db().await;
+    let function = Function::new("fatal", |ctx| async move {
+        ctx.step
+            .run("fatal", || async { Err::<(), _>(FnError::non_retriable("bad input")) })
+            .await?;
+        Ok(json!(null))
+    })
+    .trigger("test/fatal")
+    .retries(10);
+    let engine = Engine::builder(t.db.clone())
+        .function(function)
+        .config(fast())
+        .build()
+        .unwrap();
+    let mut updates = engine.subscribe();
+    let workers = engine.start();
+    let receipt = engine
+        .send(&t.db, NewEvent::new("test/fatal", json!({})))
+        .await
+        .unwrap();
+    wait_for(&mut updates, &receipt.run_ids[0], RunStatus::Failed).await;
+    workers.shutdown().await;
+
+    let run = run_row(&t.db, &receipt.run_ids[0]).await;
+    assert!(run.error.as_deref().unwrap().contains("bad input"), "{run:?}");
+    let steps = steps_of(&t.db, &run.id).await;
+    assert_eq!((steps[0].status.as_str(), steps[0].attempts), ("failed", 1));
+}
+
+#[tokio::test]
+async fn spent_retries_fail_the_run_with_the_last_error() {
+    let t = test_db().await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    let function = Function::new("doomed", move |ctx| {
+        let c = c.clone();
+        async move {
+            ctx.step
+                .run("doomed", || async move {
+                    let n = c.fetch_add(1, Ordering::SeqCst) + 1;
+                    Err::<(), _>(FnError::failed(format!("boom {n}")))
+                })
+                .await?;
+            Ok(json!(null))
+        }
+    })
+    .trigger("test/doomed")
+    .retries(2);
+    let engine = Engine::builder(t.db.clone())
+        .function(function)
+        .config(fast())
+        .build()
+        .unwrap();
+    let mut updates = engine.subscribe();
+    let workers = engine.start();
+    let receipt = engine
+        .send(&t.db, NewEvent::new("test/doomed", json!({})))
+        .await
+        .unwrap();
+    wait_for(&mut updates, &receipt.run_ids[0], RunStatus::Failed).await;
+    workers.shutdown().await;
+
+    assert_eq!(calls.load(Ordering::SeqCst), 3, "one attempt plus two retries");
+    let run = run_row(&t.db, &receipt.run_ids[0]).await;
+    let error = run.error.unwrap();
+    assert!(error.contains("after 3 attempts") && error.contains("boom 3"), "{error}");
+    let step = &steps_of(&t.db, &run.id).await[0];
+    assert_eq!(step.attempts, 3);
+    let errors: Vec<String> = serde_json::from_str(&step.errors).unwrap();
+    assert_eq!(errors, vec!["boom 1", "boom 2", "boom 3"]);
+}
+
+#[tokio::test]
+async fn retry_after_sets_the_next_attempt_time() {
+    let t = test_db().await;
+    let clock = Arc::new(ManualClock::new(5_000_000));
+    let function = Function::new("later", |ctx| async move {
+        ctx.step
+            .run("later", || async {
+                Err::<(), _>(FnError::retry_after(Duration::from_secs(90), "rate limited"))
+            })
+            .await?;
+        Ok(json!(null))
+    })
+    .trigger("test/later");
+    let engine = Engine::builder(t.db.clone())
+        .function(function)
+        .config(fast())
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let mut updates = engine.subscribe();
+    let workers = engine.start();
+    let receipt = engine
+        .send(&t.db, NewEvent::new("test/later", json!({})))
+        .await
+        .unwrap();
+    wait_for(&mut updates, &receipt.run_ids[0], RunStatus::Queued).await;
+    workers.shutdown().await;
+
+    let run = run_row(&t.db, &receipt.run_ids[0]).await;
+    assert_eq!(run.status, "queued");
+    assert_eq!(run.due_at, 5_000_000 + 90_000);
+    let step = &steps_of(&t.db, &run.id).await[0];
+    assert_eq!((step.status.as_str(), step.attempts), ("retrying", 1));
+    assert_eq!(step.error.as_deref(), Some("rate limited"));
+}
+
+#[tokio::test]
+async fn a_failing_handler_outside_steps_is_retried_then_failed() {
+    let t = test_db().await;
+    let function = Function::new("broken", |_ctx| async move {
+        Err::<serde_json::Value, _>(FnError::failed("no luck"))
+    })
+    .trigger("test/broken")
+    .retries(1);
+    let engine = Engine::builder(t.db.clone())
+        .function(function)
+        .config(fast())
+        .build()
+        .unwrap();
+    let mut updates = engine.subscribe();
+    let workers = engine.start();
+    let receipt = engine
+        .send(&t.db, NewEvent::new("test/broken", json!({})))
+        .await
+        .unwrap();
+    wait_for(&mut updates, &receipt.run_ids[0], RunStatus::Failed).await;
+    workers.shutdown().await;
+    let run = run_row(&t.db, &receipt.run_ids[0]).await;
+    assert_eq!(run.attempts, 2);
+    assert_eq!(run.claims, 2);
+    assert!(run.error.unwrap().contains("no luck"));
+}
+
+#[tokio::test]
+async fn a_sleeping_run_wakes_and_completes_after_a_restart() {
+    let t = test_db().await;
+    let clock = Arc::new(ManualClock::new(10_000_000));
+    let effects = Arc::new(AtomicUsize::new(0));
+    let make = |effects: Arc<AtomicUsize>| {
+        Function::new("sleeper", move |ctx| {
+            let effects = effects.clone();
+            async move {
+                ctx.step
+                    .run("first", || async move {
+                        effects.fetch_add(1, Ordering::SeqCst);
+                        Ok(())
+                    })
+                    .await?;
+                ctx.step.sleep("wait a day", Duration::from_secs(86_400)).await?;
+                Ok(json!("awake"))
+            }
+        })
+        .trigger("test/sleep")
+    };
+
+    // First server: starts the run, which goes to sleep; then the server stops.
+    let first = Engine::builder(t.db.clone())
+        .function(make(effects.clone()))
+        .config(fast())
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let mut updates = first.subscribe();
+    let workers = first.start();
+    let receipt = first
+        .send(&t.db, NewEvent::new("test/sleep", json!({})))
+        .await
+        .unwrap();
+    let run_id = receipt.run_ids[0].clone();
+    wait_for(&mut updates, &run_id, RunStatus::Sleeping).await;
+    workers.shutdown().await;
+    drop(first);
+    assert_eq!(run_row(&t.db, &run_id).await.status, "sleeping");
+
+    // A day later, a new server on a new connection picks it up.
+    clock.advance(86_400_000);
+    let db = nodebase::db::connect(&t.url).await.unwrap();
+    let second = Engine::builder(db.clone())
+        .function(make(effects.clone()))
+        .config(fast())
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let mut updates = second.subscribe();
+    let workers = second.start();
+    wait_for(&mut updates, &run_id, RunStatus::Completed).await;
+    workers.shutdown().await;
+
+    assert_eq!(effects.load(Ordering::SeqCst), 1);
+    let run = run_row(&db, &run_id).await;
+    assert_eq!(run.output.as_deref(), Some("\"awake\""));
+}
+
+#[tokio::test]
+async fn a_rolled_back_send_leaves_no_event_and_no_run() {
+    let t = test_db().await;
+    let engine = Engine::builder(t.db.clone())
+        .function(Function::new("noop", |_| async { Ok(json!(null)) }).trigger("test/tx"))
+        .config(fast())
+        .build()
+        .unwrap();
+
+    let txn = t.db.begin().await.unwrap();
+    let receipt = engine
+        .send(&txn, NewEvent::new("test/tx", json!({ "n": 1 })))
+        .await
+        .unwrap();
+    assert_eq!(receipt.run_ids.len(), 1);
+    txn.rollback().await.unwrap();
+    assert_eq!(event::Entity::find().count(&t.db).await.unwrap(), 0);
+    assert_eq!(run::Entity::find().count(&t.db).await.unwrap(), 0);
+
+    let txn = t.db.begin().await.unwrap();
+    engine
+        .send(&txn, NewEvent::new("test/tx", json!({ "n": 2 })))
+        .await
+        .unwrap();
+    txn.commit().await.unwrap();
+    assert_eq!(event::Entity::find().count(&t.db).await.unwrap(), 1);
+    assert_eq!(run::Entity::find().count(&t.db).await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn an_idempotency_key_makes_a_repeated_send_a_no_op() {
+    let t = test_db().await;
+    let engine = Engine::builder(t.db.clone())
+        .function(Function::new("a", |_| async { Ok(json!(null)) }).trigger("test/idem"))
+        .function(Function::new("b", |_| async { Ok(json!(null)) }).trigger("test/idem"))
+        .config(fast())
+        .build()
+        .unwrap();
+    let send = || {
+        engine.send(
+            &t.db,
+            NewEvent::new("test/idem", json!({})).idempotency_key("order-42"),
+        )
+    };
+    let first = send().await.unwrap();
+    let second = send().await.unwrap();
+    assert!(!first.duplicate && second.duplicate);
+    assert_eq!(first.event_id, second.event_id);
+    assert_eq!(first.run_ids.len(), 2, "one run per triggered function");
+    let mut a = first.run_ids.clone();
+    let mut b = second.run_ids.clone();
+    a.sort();
+    b.sort();
+    assert_eq!(a, b);
+    assert_eq!(event::Entity::find().count(&t.db).await.unwrap(), 1);
+    assert_eq!(run::Entity::find().count(&t.db).await.unwrap(), 2);
+}
+
+#[tokio::test]
+async fn bad_events_are_refused_and_nothing_is_stored() {
+    let t = test_db().await;
+    let engine = Engine::builder(t.db.clone())
+        .function(Function::new("a", |_| async { Ok(json!(null)) }).trigger("test/ok"))
+        .config(EngineConfig {
+            max_event_bytes: 64,
+            ..fast()
+        })
+        .build()
+        .unwrap();
+    let bad_name = engine
+        .send(&t.db, NewEvent::new("not a name", json!({})))
+        .await;
+    assert!(matches!(bad_name, Err(EngineError::InvalidEvent(_))), "{bad_name:?}");
+    let too_big = engine
+        .send(&t.db, NewEvent::new("test/ok", json!({ "blob": "x".repeat(100) })))
+        .await;
+    let Err(EngineError::InvalidEvent(message)) = too_big else {
+        panic!("{too_big:?}")
+    };
+    assert!(message.contains("limit is 64"), "{message}");
+    // One bad event in a batch stores none of the batch.
+    let batch = engine
+        .send_many(
+            &t.db,
+            vec![
+                NewEvent::new("test/ok", json!({})),
+                NewEvent::new("", json!({})),
+            ],
+        )
+        .await;
+    assert!(batch.is_err());
+    assert_eq!(event::Entity::find().count(&t.db).await.unwrap(), 0);
+    assert_eq!(run::Entity::find().count(&t.db).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn cancelling_a_sleeping_run_stops_it_for_good() {
+    let t = test_db().await;
+    let clock = Arc::new(ManualClock::new(1_000));
+    let woke = Arc::new(AtomicUsize::new(0));
+    let w = woke.clone();
+    let function = Function::new("cancel-me", move |ctx| {
+        let w = w.clone();
+        async move {
+            ctx.step.sleep("nap", Duration::from_secs(60)).await?;
+            ctx.step
+                .run("after", || async move {
+                    w.fetch_add(1, Ordering::SeqCst);
+                    Ok(())
+                })
+                .await?;
+            Ok(json!(null))
+        }
+    })
+    .trigger("test/cancel");
+    let engine = Engine::builder(t.db.clone())
+        .function(function)
+        .config(fast())
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let mut updates = engine.subscribe();
+    let workers = engine.start();
+    let receipt = engine
+        .send(&t.db, NewEvent::new("test/cancel", json!({})))
+        .await
+        .unwrap();
+    let run_id = &receipt.run_ids[0];
+    wait_for(&mut updates, run_id, RunStatus::Sleeping).await;
+    assert!(engine.cancel(run_id).await.unwrap());
+    assert!(!engine.cancel(run_id).await.unwrap(), "already cancelled");
+
+    // Another run, sleeping as long, proves the workers went round after the wake-up.
+    let other = engine
+        .send(&t.db, NewEvent::new("test/cancel", json!({})))
+        .await
+        .unwrap();
+    wait_for(&mut updates, &other.run_ids[0], RunStatus::Sleeping).await;
+    clock.advance(120_000);
+    engine.wake();
+    wait_for(&mut updates, &other.run_ids[0], RunStatus::Completed).await;
+    workers.shutdown().await;
+    assert_eq!(run_row(&t.db, run_id).await.status, "cancelled");
+    assert_eq!(woke.load(Ordering::SeqCst), 1, "only the other run went on");
+}
+
+#[tokio::test]
+async fn cancelling_a_running_run_stops_it_at_the_next_step() {
+    let t = test_db().await;
+    let entered = Arc::new(Notify::new());
+    let release = Arc::new(Notify::new());
+    let later = Arc::new(AtomicUsize::new(0));
+    let (e, r, l) = (entered.clone(), release.clone(), later.clone());
+    let function = Function::new("long", move |ctx| {
+        let (e, r, l) = (e.clone(), r.clone(), l.clone());
+        async move {
+            ctx.step
+                .run("slow", || async move {
+                    e.notify_one();
+                    r.notified().await;
+                    Ok(())
+                })
+                .await?;
+            ctx.step
+                .run("never", || async move {
+                    l.fetch_add(1, Ordering::SeqCst);
+                    Ok(())
+                })
+                .await?;
+            Ok(json!(null))
+        }
+    })
+    .trigger("test/long");
+    let engine = Engine::builder(t.db.clone())
+        .function(function)
+        .config(fast())
+        .build()
+        .unwrap();
+    let workers = engine.start();
+    let receipt = engine
+        .send(&t.db, NewEvent::new("test/long", json!({})))
+        .await
+        .unwrap();
+    entered.notified().await;
+    assert!(engine.cancel(&receipt.run_ids[0]).await.unwrap());
+    release.notify_one();
+    workers.shutdown().await;
+
+    assert_eq!(later.load(Ordering::SeqCst), 0);
+    assert_eq!(run_row(&t.db, &receipt.run_ids[0]).await.status, "cancelled");
+    assert!(steps_of(&t.db, &receipt.run_ids[0]).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_run_whose_lease_lapsed_is_finished_by_another_worker() {
+    let t = test_db().await;
+    let stuck = Arc::new(Notify::new());
+    let entered = Arc::new(Notify::new());
+    let make = |label: &'static str, hang: bool| {
+        let (stuck, entered) = (stuck.clone(), entered.clone());
+        Function::new("hang-once", move |ctx| {
+            let (stuck, entered) = (stuck.clone(), entered.clone());
+            async move {
+                let who: String = ctx
+                    .step
+                    .run("work", || async move {
+                        if hang {
+                            entered.notify_one();
+                            stuck.notified().await; // a worker that stopped answering
+                        }
+                        Ok(label.to_string())
+                    })
+                    .await?;
+                Ok(json!(who))
+            }
+        })
+        .trigger("test/hang")
+    };
+    // The first worker's heartbeat never comes in time, so its lease lapses.
+    let hung = Engine::builder(t.db.clone())
+        .function(make("hung", true))
+        .config(EngineConfig {
+            lease: Duration::from_millis(300),
+            heartbeat: Duration::from_secs(3600),
+            ..fast()
+        })
+        .build()
+        .unwrap();
+    let hung_workers = hung.start();
+    let receipt = hung
+        .send(&t.db, NewEvent::new("test/hang", json!({})))
+        .await
+        .unwrap();
+    entered.notified().await;
+
+    let healthy = Engine::builder(t.db.clone())
+        .function(make("healthy", false))
+        .config(EngineConfig {
+            lease: Duration::from_millis(300),
+            ..fast()
+        })
+        .build()
+        .unwrap();
+    let mut updates = healthy.subscribe();
+    let healthy_workers = healthy.start();
+    wait_for(&mut updates, &receipt.run_ids[0], RunStatus::Completed).await;
+
+    // The hung worker wakes up late: its result must not be recorded.
+    stuck.notify_one();
+    hung_workers.shutdown().await;
+    healthy_workers.shutdown().await;
+    let run = run_row(&t.db, &receipt.run_ids[0]).await;
+    assert_eq!(run.status, "completed");
+    assert_eq!(run.output.as_deref(), Some("\"healthy\""));
+    let steps = steps_of(&t.db, &run.id).await;
+    assert_eq!(steps.len(), 1);
+    assert_eq!(steps[0].output.as_deref(), Some("\"healthy\""));
+}
+
+#[tokio::test]
+async fn several_workers_never_execute_one_run_at_the_same_time() {
+    let t = test_db().await;
+    // (run id, worker, start, end) of every handler invocation.
+    let log: Arc<Mutex<Vec<(String, usize, Instant, Instant)>>> = Arc::default();
+    let make = |worker: usize| {
+        let log = log.clone();
+        Function::new("shared", move |ctx| {
+            let log = log.clone();
+            async move {
+                let start = Instant::now();
+                for i in 0..3 {
+                    ctx.step
+                        .run("step", || async move {
+                            tokio::task::yield_now().await;
+                            Ok(i)
+                        })
+                        .await?;
+                }
+                log.lock()
+                    .unwrap()
+                    .push((ctx.run_id.clone(), worker, start, Instant::now()));
+                Ok(json!(worker))
+            }
+        })
+        .trigger("test/shared")
+    };
+    let mut engines = Vec::new();
+    for worker in 0..3 {
+        let db = nodebase::db::connect(&t.url).await.unwrap();
+        let engine = Engine::builder(db)
+            .function(make(worker))
+            .config(EngineConfig {
+                workers: 4,
+                batch: 4,
+                ..fast()
+            })
+            .build()
+            .unwrap();
+        engines.push(engine);
+    }
+    let mut updates = engines[0].subscribe();
+    let all: Vec<_> = engines.iter().map(|e| e.start()).collect();
+    let events: Vec<NewEvent> = (0..150)
+        .map(|i| NewEvent::new("test/shared", json!({ "i": i })))
+        .collect();
+    let receipts = engines[0].send_many(&t.db, events).await.unwrap();
+    let last = receipts.last().unwrap().run_ids[0].clone();
+    // Wait for the database to show every run completed, checking after each update.
+    tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let done = run::Entity::find()
+                .filter(run::Column::Status.eq("completed"))
+                .count(&t.db)
+                .await
+                .unwrap();
+            if done == 150 {
+                break;
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(200), updates.recv()).await;
+        }
+    })
+    .await
+    .expect("all runs complete");
+    for workers in all {
+        workers.shutdown().await;
+    }
+    let _ = last;
+
+    let log = log.lock().unwrap();
+    assert_eq!(log.len(), 150, "each run's handler finished exactly once");
+    let mut by_run = std::collections::HashMap::<&str, usize>::new();
+    for (run, ..) in log.iter() {
+        *by_run.entry(run).or_default() += 1;
+    }
+    assert!(by_run.values().all(|&n| n == 1));
+    let workers_used: std::collections::HashSet<usize> = log.iter().map(|e| e.1).collect();
+    assert!(workers_used.len() > 1, "the work was shared: {workers_used:?}");
+    assert_eq!(step::Entity::find().count(&t.db).await.unwrap(), 450);
+}
+
+#[tokio::test]
+async fn one_event_triggers_one_run_per_function() {
+    let t = test_db().await;
+    let engine = Engine::builder(t.db.clone())
+        .function(Function::new("first", |_| async { Ok(json!(1)) }).trigger("test/fanout"))
+        .function(Function::new("second", |_| async { Ok(json!(2)) }).trigger("test/fanout"))
+        .function(Function::new("other", |_| async { Ok(json!(3)) }).trigger("test/other"))
+        .config(fast())
+        .build()
+        .unwrap();
+    let mut updates = engine.subscribe();
+    let workers = engine.start();
+    let receipt = engine
+        .send(&t.db, NewEvent::new("test/fanout", json!({})))
+        .await
+        .unwrap();
+    assert_eq!(receipt.run_ids.len(), 2);
+    wait_for_all(&mut updates, &receipt.run_ids, RunStatus::Completed).await;
+    workers.shutdown().await;
+    let mut functions: Vec<String> = run::Entity::find()
+        .all(&t.db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.function_id)
+        .collect();
+    functions.sort();
+    assert_eq!(functions, vec!["first", "second"]);
+}
+
+#[tokio::test]
+async fn duplicate_function_ids_and_bad_triggers_are_refused() {
+    let t = test_db().await;
+    let twice = Engine::builder(t.db.clone())
+        .function(Function::new("same", |_| async { Ok(json!(1)) }).trigger("a"))
+        .function(Function::new("same", |_| async { Ok(json!(2)) }).trigger("b"))
+        .build();
+    assert!(matches!(twice, Err(EngineError::InvalidFunction(_))));
+    let untriggered = Engine::builder(t.db.clone())
+        .function(Function::new("lonely", |_| async { Ok(json!(1)) }))
+        .build();
+    assert!(matches!(untriggered, Err(EngineError::InvalidFunction(_))));
+}
