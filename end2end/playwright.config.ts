@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'nodebase-e2e-'));
 const port = Number(process.env.E2E_PORT ?? 3100);
 const baseURL = `http://127.0.0.1:${port}`;
-const server = process.env.NODEBASE_BIN ?? '../target/debug/nodebase';
+const server = process.env.NODEBASE_BIN ?? 'target/debug/nodebase';
 
 export default defineConfig({
   testDir: './tests',

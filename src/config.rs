@@ -10,6 +10,8 @@ pub struct Config {
     pub secure_cookies: bool,
     /// `NODEBASE_SESSION_DAYS`: how long a session lives (default 30 days).
     pub session_ttl: Duration,
+    /// `NODEBASE_WORKERS`: background runs executing at once in this process (default 32).
+    pub workers: usize,
 }
 
 impl Config {
@@ -27,7 +29,15 @@ impl Config {
                 .map_err(|_| format!("NODEBASE_SESSION_DAYS must be a whole number, got {v:?}"))?,
             Err(_) => 30,
         };
+        let workers =
+            match std::env::var("NODEBASE_WORKERS") {
+                Ok(v) => v.parse().ok().filter(|&n: &usize| n > 0).ok_or_else(|| {
+                    format!("NODEBASE_WORKERS must be a positive number, got {v:?}")
+                })?,
+                Err(_) => 32,
+            };
         Ok(Config {
+            workers,
             database_url,
             secure_cookies,
             session_ttl: Duration::from_secs(session_days * 24 * 3600),

@@ -9,6 +9,7 @@ use migration::{Migrator, MigratorTrait};
 use crate::app::{shell, App};
 use crate::auth::guard_pages;
 use crate::config::Config;
+use crate::engine::{Engine, EngineConfig};
 use crate::state::AppState;
 
 /// Any start-up failure, with what was being attempted.
@@ -19,6 +20,7 @@ pub fn router(state: AppState) -> Router {
     let routes = generate_route_list(App);
     let options = state.leptos_options.clone();
     Router::new()
+        .route(crate::live::PATH, axum::routing::get(crate::live::stream))
         .leptos_routes(&state, routes, move || shell(options.clone()))
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .layer(axum::middleware::from_fn_with_state(
@@ -28,7 +30,8 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Runs the web server until Ctrl-C or SIGTERM.
+/// Runs the web server and the workers until Ctrl-C or SIGTERM, then stops both
+/// gracefully: open streams end, in-flight runs finish or are handed back.
 pub async fn serve() -> Result<(), StartError> {
     let config = Config::from_env()?;
     let db = crate::db::connect(&config.database_url)
@@ -38,12 +41,22 @@ pub async fn serve() -> Result<(), StartError> {
         .await
         .map_err(|e| format!("migrations failed: {e}"))?;
 
-    let leptos_options = get_configuration(None)?.leptos_options;
+    let engine = build_engine(&db, &config)?;
+    let workers = engine.start();
+
+    let mut leptos_options = get_configuration(None)?.leptos_options;
+    if leptos_options.output_name.is_empty() {
+        // Built without cargo-leptos (plain `cargo build`): the bundle's name is ours.
+        leptos_options.output_name = "nodebase".into();
+    }
     let addr = leptos_options.site_addr;
+    let (stop, stopping) = tokio::sync::watch::channel(false);
     let state = AppState {
         leptos_options,
         db,
         config: Arc::new(config),
+        engine,
+        stopping,
     };
 
     let listener = tokio::net::TcpListener::bind(&addr)
@@ -51,9 +64,28 @@ pub async fn serve() -> Result<(), StartError> {
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     tracing::info!("listening on http://{addr}");
     axum::serve(listener, router(state).into_make_service())
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            let _ = stop.send(true);
+        })
         .await?;
+    workers.shutdown().await;
     Ok(())
+}
+
+/// The engine with the app's functions, configured from `config`.
+pub fn build_engine(
+    db: &sea_orm::DatabaseConnection,
+    config: &Config,
+) -> Result<Engine, StartError> {
+    let mut builder = Engine::builder(db.clone()).config(EngineConfig {
+        workers: config.workers,
+        ..EngineConfig::default()
+    });
+    for function in crate::functions::all(db) {
+        builder = builder.function(function);
+    }
+    Ok(builder.build()?)
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

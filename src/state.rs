@@ -4,8 +4,10 @@ use std::sync::Arc;
 use axum::extract::FromRef;
 use leptos::prelude::LeptosOptions;
 use sea_orm::DatabaseConnection;
+use tokio::sync::watch;
 
 use crate::config::Config;
+use crate::engine::Engine;
 
 /// Shared server state, given to axum routes and provided as Leptos context.
 #[derive(Clone, FromRef)]
@@ -13,4 +15,7 @@ pub struct AppState {
     pub leptos_options: LeptosOptions,
     pub db: DatabaseConnection,
     pub config: Arc<Config>,
+    pub engine: Engine,
+    /// Turns true when the server starts shutting down, to end open streams.
+    pub stopping: watch::Receiver<bool>,
 }

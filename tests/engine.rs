@@ -11,8 +11,7 @@ use std::time::{Duration, Instant};
 use common::{test_db, wait_for, wait_for_all};
 use nodebase::engine::entities::{event, run, step};
 use nodebase::engine::{
-    Backoff, Engine, EngineConfig, EngineError, FnError, Function, ManualClock, NewEvent,
-    RunStatus,
+    Backoff, Engine, EngineConfig, EngineError, FnError, Function, ManualClock, NewEvent, RunStatus,
 };
 use sea_orm::{
     ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
@@ -59,12 +58,16 @@ async fn a_steps_closure_runs_once_across_replays() {
         async move {
             let n: usize = ctx
                 .step
-                .run("before", || async move { Ok(b.fetch_add(1, Ordering::SeqCst) + 1) })
+                .run("before", || async move {
+                    Ok(b.fetch_add(1, Ordering::SeqCst) + 1)
+                })
                 .await?;
             ctx.step.sleep("nap", Duration::from_secs(3600)).await?;
             let m: usize = ctx
                 .step
-                .run("after", || async move { Ok(a.fetch_add(1, Ordering::SeqCst) + 1) })
+                .run("after", || async move {
+                    Ok(a.fetch_add(1, Ordering::SeqCst) + 1)
+                })
                 .await?;
             Ok(json!({ "before": n, "after": m }))
         }
@@ -203,7 +206,9 @@ async fn a_non_retriable_error_fails_the_run_at_once() {
     let t = test_db().await;
     let function = Function::new("fatal", |ctx| async move {
         ctx.step
-            .run("fatal", || async { Err::<(), _>(FnError::non_retriable("bad input")) })
+            .run("fatal", || async {
+                Err::<(), _>(FnError::non_retriable("bad input"))
+            })
             .await?;
         Ok(json!(null))
     })
@@ -224,7 +229,10 @@ async fn a_non_retriable_error_fails_the_run_at_once() {
     workers.shutdown().await;
 
     let run = run_row(&t.db, &receipt.run_ids[0]).await;
-    assert!(run.error.as_deref().unwrap().contains("bad input"), "{run:?}");
+    assert!(
+        run.error.as_deref().unwrap().contains("bad input"),
+        "{run:?}"
+    );
     let steps = steps_of(&t.db, &run.id).await;
     assert_eq!((steps[0].status.as_str(), steps[0].attempts), ("failed", 1));
 }
@@ -262,10 +270,17 @@ async fn spent_retries_fail_the_run_with_the_last_error() {
     wait_for(&mut updates, &receipt.run_ids[0], RunStatus::Failed).await;
     workers.shutdown().await;
 
-    assert_eq!(calls.load(Ordering::SeqCst), 3, "one attempt plus two retries");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        3,
+        "one attempt plus two retries"
+    );
     let run = run_row(&t.db, &receipt.run_ids[0]).await;
     let error = run.error.unwrap();
-    assert!(error.contains("after 3 attempts") && error.contains("boom 3"), "{error}");
+    assert!(
+        error.contains("after 3 attempts") && error.contains("boom 3"),
+        "{error}"
+    );
     let step = &steps_of(&t.db, &run.id).await[0];
     assert_eq!(step.attempts, 3);
     let errors: Vec<String> = serde_json::from_str(&step.errors).unwrap();
@@ -279,7 +294,10 @@ async fn retry_after_sets_the_next_attempt_time() {
     let function = Function::new("later", |ctx| async move {
         ctx.step
             .run("later", || async {
-                Err::<(), _>(FnError::retry_after(Duration::from_secs(90), "rate limited"))
+                Err::<(), _>(FnError::retry_after(
+                    Duration::from_secs(90),
+                    "rate limited",
+                ))
             })
             .await?;
         Ok(json!(null))
@@ -350,7 +368,9 @@ async fn a_sleeping_run_wakes_and_completes_after_a_restart() {
                         Ok(())
                     })
                     .await?;
-                ctx.step.sleep("wait a day", Duration::from_secs(86_400)).await?;
+                ctx.step
+                    .sleep("wait a day", Duration::from_secs(86_400))
+                    .await?;
                 Ok(json!("awake"))
             }
         })
@@ -467,9 +487,15 @@ async fn bad_events_are_refused_and_nothing_is_stored() {
     let bad_name = engine
         .send(&t.db, NewEvent::new("not a name", json!({})))
         .await;
-    assert!(matches!(bad_name, Err(EngineError::InvalidEvent(_))), "{bad_name:?}");
+    assert!(
+        matches!(bad_name, Err(EngineError::InvalidEvent(_))),
+        "{bad_name:?}"
+    );
     let too_big = engine
-        .send(&t.db, NewEvent::new("test/ok", json!({ "blob": "x".repeat(100) })))
+        .send(
+            &t.db,
+            NewEvent::new("test/ok", json!({ "blob": "x".repeat(100) })),
+        )
         .await;
     let Err(EngineError::InvalidEvent(message)) = too_big else {
         panic!("{too_big:?}")
@@ -584,7 +610,10 @@ async fn cancelling_a_running_run_stops_it_at_the_next_step() {
     workers.shutdown().await;
 
     assert_eq!(later.load(Ordering::SeqCst), 0);
-    assert_eq!(run_row(&t.db, &receipt.run_ids[0]).await.status, "cancelled");
+    assert_eq!(
+        run_row(&t.db, &receipt.run_ids[0]).await.status,
+        "cancelled"
+    );
     assert!(steps_of(&t.db, &receipt.run_ids[0]).await.is_empty());
 }
 
@@ -731,7 +760,10 @@ async fn several_workers_never_execute_one_run_at_the_same_time() {
     }
     assert!(by_run.values().all(|&n| n == 1));
     let workers_used: std::collections::HashSet<usize> = log.iter().map(|e| e.1).collect();
-    assert!(workers_used.len() > 1, "the work was shared: {workers_used:?}");
+    assert!(
+        workers_used.len() > 1,
+        "the work was shared: {workers_used:?}"
+    );
     assert_eq!(step::Entity::find().count(&t.db).await.unwrap(), 450);
 }
 

@@ -36,3 +36,18 @@ test("one user never sees another user's workflows", async ({ browser }) => {
   await expect(bob.getByText('No workflows yet.')).toBeVisible();
   await bobContext.close();
 });
+
+test('the background run adds workflow-from-inngest and the list refetches by itself', async ({ page }) => {
+  const errors = watchConsole(page);
+  await signUp(page, newEmail('live'));
+  await page.evaluate(() => ((window as any).__noReload = true));
+  await page.getByRole('button', { name: '워크플로우 생성' }).click();
+  await expect(page.locator('.toast').filter({ hasText: '작업 성공' })).toBeVisible();
+  await expect(page.locator('.workflow-name').filter({ hasText: 'test-workflow' })).toHaveCount(1);
+  // Three one-second durable sleeps, then the step that creates the workflow.
+  await expect(page.locator('.workflow-name').filter({ hasText: 'workflow-from-inngest' })).toHaveCount(1, {
+    timeout: 15_000,
+  });
+  expect(await page.evaluate(() => (window as any).__noReload)).toBe(true);
+  expect(errors).toEqual([]);
+});

@@ -21,12 +21,28 @@ pub async fn get_workflows() -> Result<Vec<WorkflowView>, AppError> {
     ssr::list_for_user(&state.db, &user.id).await
 }
 
-/// Creates a workflow named `test-workflow` for the signed-in user.
+/// Creates a workflow named `test-workflow` for the signed-in user and, in the same
+/// transaction, sends `test/hello.world` so that the slow part happens in the background.
 #[server(endpoint = "create_workflow")]
 pub async fn create_workflow() -> Result<WorkflowView, AppError> {
+    use sea_orm::TransactionTrait;
+
     let user = crate::auth::require_user().await?;
     let state = super::app_state()?;
-    ssr::create(&state.db, &user.id, "test-workflow").await
+    let txn = state.db.begin().await?;
+    let workflow = ssr::create(&txn, &user.id, "test-workflow").await?;
+    let event = crate::engine::NewEvent::new(
+        crate::functions::hello_world::EVENT,
+        serde_json::json!({ "email": user.email, "userId": user.id }),
+    )
+    .for_user(&user.id);
+    state
+        .engine
+        .send(&txn, event)
+        .await
+        .map_err(|e| AppError::Server(e.to_string()))?;
+    txn.commit().await?;
+    Ok(workflow)
 }
 
 /// Workflow queries; pages reach them only through the server functions above.

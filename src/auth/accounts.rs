@@ -123,7 +123,9 @@ pub async fn sign_in(
 
     let now = now_ms();
     if let Some(until) = user.locked_until.filter(|&until| until > now) {
-        return Err(AppError::TooManyAttempts(((until - now) as u64).div_ceil(1000)));
+        return Err(AppError::TooManyAttempts(
+            ((until - now) as u64).div_ceil(1000),
+        ));
     }
 
     if password::verify(password.to_string(), user.password_hash.clone()).await? {
@@ -153,7 +155,9 @@ pub async fn sign_in(
         .exec(db)
         .await?;
     match locked_until {
-        Some(until) => Err(AppError::TooManyAttempts(((until - now) as u64).div_ceil(1000))),
+        Some(until) => Err(AppError::TooManyAttempts(
+            ((until - now) as u64).div_ceil(1000),
+        )),
         None => Err(wrong()),
     }
 }

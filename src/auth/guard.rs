@@ -5,8 +5,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use http::{Method, StatusCode};
 use leptos::prelude::use_context;
 
-use crate::api::auth::SignedInUser;
 use super::session::{token_from_headers, user_for_token};
+use crate::api::auth::SignedInUser;
 use crate::error::AppError;
 use crate::state::AppState;
 

@@ -1,3 +1,4 @@
 //! View pieces shared by several pages.
 pub mod form_error;
+pub mod live;
 pub mod toast;

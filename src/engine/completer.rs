@@ -123,7 +123,10 @@ async fn flush(inner: &Inner, writes: Vec<Write>) {
         let ours = owned.contains(&write.run_id);
         if ours {
             if let Some(transition) = &write.transition {
-                parked |= matches!(transition, Transition::Queued { .. } | Transition::Sleeping { .. });
+                parked |= matches!(
+                    transition,
+                    Transition::Queued { .. } | Transition::Sleeping { .. }
+                );
                 let _ = inner.updates.send(RunUpdate {
                     run_id: write.run_id.clone(),
                     function_id: write.function_id.clone(),

@@ -76,8 +76,7 @@ async fn dispatch(
         let free = slots.available_permits().min(inner.config.batch);
         let mut claimed_all = false;
         if free > 0 {
-            match claim_and_spawn(&inner, &completer, &in_flight, &slots, &mut tasks, free).await
-            {
+            match claim_and_spawn(&inner, &completer, &in_flight, &slots, &mut tasks, free).await {
                 Ok(claimed) => claimed_all = claimed == free,
                 Err(err) => {
                     tracing::warn!(error = %err, "claiming runs failed");
@@ -127,7 +126,9 @@ async fn dispatch(
     let unfinished: Vec<String> = lock(&in_flight).drain().collect();
     match store::release(&inner, unfinished).await {
         Ok(updates) => publish(&inner, updates),
-        Err(err) => tracing::warn!(error = %err, "could not hand back runs; their leases will lapse"),
+        Err(err) => {
+            tracing::warn!(error = %err, "could not hand back runs; their leases will lapse")
+        }
     }
 }
 
@@ -163,7 +164,8 @@ async fn claim_and_spawn(
         .map(|r| r.id.clone())
         .collect();
     let loaded = async {
-        let events = store::events(inner, runs.iter().map(|r| r.event_id.clone()).collect()).await?;
+        let events =
+            store::events(inner, runs.iter().map(|r| r.event_id.clone()).collect()).await?;
         let steps = store::steps(inner, resumed).await?;
         Ok::<_, sea_orm::DbErr>((events, steps))
     }
@@ -224,7 +226,12 @@ async fn execute(
             "no function {:?} is registered in this process, or its event is gone",
             run.function_id
         );
-        completer.commit(write(Transition::Failed { error, attempts: None })).await;
+        completer
+            .commit(write(Transition::Failed {
+                error,
+                attempts: None,
+            }))
+            .await;
         return;
     };
     let retries = function.retry_limit();
@@ -237,7 +244,9 @@ async fn execute(
     let failure = match outcome {
         Ok(Ok(output)) => {
             let output = serde_json::to_string(&output).unwrap_or_else(|_| "null".into());
-            completer.commit(write(Transition::Completed { output })).await;
+            completer
+                .commit(write(Transition::Completed { output }))
+                .await;
             return;
         }
         Ok(Err(FnError::Interrupted)) => return, // parked or no longer ours: already recorded

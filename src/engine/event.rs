@@ -91,7 +91,11 @@ pub fn validate_name(name: &str) -> Result<(), EngineError> {
     let ok_chars = name
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || "._-/:".contains(c));
-    if name.is_empty() || name.len() > 128 || !ok_chars || name.starts_with('/') || name.ends_with('/')
+    if name.is_empty()
+        || name.len() > 128
+        || !ok_chars
+        || name.starts_with('/')
+        || name.ends_with('/')
     {
         return Err(EngineError::InvalidEvent(format!(
             "{name:?} is not a valid event name: use 1-128 letters, digits and ._-/: (like \"app/user.signup\")"
@@ -255,7 +259,14 @@ mod tests {
         for ok in ["test/hello.world", "app/user.signup", "a", "x:y-z_1"] {
             assert!(validate_name(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "/leading", "trailing/", "has space", "한글", &"x".repeat(129)] {
+        for bad in [
+            "",
+            "/leading",
+            "trailing/",
+            "has space",
+            "한글",
+            &"x".repeat(129),
+        ] {
             assert!(validate_name(bad).is_err(), "{bad}");
         }
     }

@@ -96,7 +96,9 @@ impl Step {
         }
         let clock = &self.run.inner.clock;
         let attempts = saved.as_ref().map_or(0, |s| s.attempts) + 1;
-        let started_at = saved.as_ref().map_or_else(|| clock.now_ms(), |s| s.started_at);
+        let started_at = saved
+            .as_ref()
+            .map_or_else(|| clock.now_ms(), |s| s.started_at);
         let mut errors: Vec<String> = saved
             .as_ref()
             .and_then(|s| serde_json::from_str(&s.errors).ok())
@@ -157,8 +159,13 @@ impl Step {
                     },
                     _ => Transition::Queued {
                         due_at: now
-                            + self.run.inner.config.backoff.delay(attempts as u32).as_millis()
-                                as i64,
+                            + self
+                                .run
+                                .inner
+                                .config
+                                .backoff
+                                .delay(attempts as u32)
+                                .as_millis() as i64,
                         attempts: None,
                         error: None,
                     },

@@ -66,10 +66,7 @@ pub(crate) async fn claim(inner: &Inner, limit: usize) -> Result<Vec<run::Model>
             run::Column::LeaseUntil,
             now + inner.config.lease.as_millis() as i64,
         )
-        .value(
-            run::Column::Claims,
-            Expr::col(run::Column::Claims).add(1),
-        )
+        .value(run::Column::Claims, Expr::col(run::Column::Claims).add(1))
         .value(
             run::Column::StartedAt,
             Func::coalesce([Expr::col(run::Column::StartedAt), Expr::val(now)]),
@@ -289,7 +286,10 @@ pub(crate) async fn heartbeat(inner: &Inner, run_ids: Vec<String>) -> Result<u64
     Ok(result.rows_affected)
 }
 
-fn updates_from(rows: Vec<sea_orm::QueryResult>, status: RunStatus) -> Result<Vec<RunUpdate>, DbErr> {
+fn updates_from(
+    rows: Vec<sea_orm::QueryResult>,
+    status: RunStatus,
+) -> Result<Vec<RunUpdate>, DbErr> {
     rows.iter()
         .map(|row| {
             Ok(RunUpdate {

@@ -4,6 +4,7 @@ use leptos_router::components::Redirect;
 
 use crate::api::auth::SignOut;
 use crate::api::workflows::{get_workflows, CreateWorkflow, WorkflowView};
+use crate::components::live::use_live_runs;
 use crate::components::toast::use_toaster;
 use crate::error::AppError;
 
@@ -13,7 +14,12 @@ pub fn HomePage() -> impl IntoView {
     let toaster = use_toaster();
     let create = ServerAction::<CreateWorkflow>::new();
     let sign_out = ServerAction::<SignOut>::new();
-    let workflows = Resource::new(move || create.version().get(), |_| get_workflows());
+    // Refetch after our own create, and whenever one of our background runs ends.
+    let live = use_live_runs();
+    let workflows = Resource::new(
+        move || (create.version().get(), live.finished.get()),
+        |_| get_workflows(),
+    );
 
     Effect::new(move |_| match create.value().get() {
         Some(Ok(_)) => toaster.success("작업 성공"),

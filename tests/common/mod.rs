@@ -35,13 +35,17 @@ pub async fn test_db() -> TestDb {
 }
 
 async fn fresh_postgres(admin_url: &str) -> String {
-    let admin = nodebase::db::connect(admin_url).await.expect("connect to PostgreSQL");
+    let admin = nodebase::db::connect(admin_url)
+        .await
+        .expect("connect to PostgreSQL");
     let name = format!("nodebase_test_{}", uuid::Uuid::new_v4().simple());
     admin
         .execute_unprepared(&format!("CREATE DATABASE {name}"))
         .await
         .expect("create test database");
-    let (base, _) = admin_url.rsplit_once('/').expect("URL with a database name");
+    let (base, _) = admin_url
+        .rsplit_once('/')
+        .expect("URL with a database name");
     format!("{base}/{name}")
 }
 
@@ -57,8 +61,7 @@ pub async fn wait_for_all(
     status: RunStatus,
 ) {
     let deadline = Duration::from_secs(20);
-    let mut waiting: std::collections::HashSet<&str> =
-        run_ids.iter().map(String::as_str).collect();
+    let mut waiting: std::collections::HashSet<&str> = run_ids.iter().map(String::as_str).collect();
     tokio::time::timeout(deadline, async {
         while !waiting.is_empty() {
             match rx.recv().await {

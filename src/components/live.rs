@@ -1,0 +1,90 @@
+//! Live updates in the browser: an `EventSource` on `/api/live`, turned into a signal
+//! that resources can depend on. The browser reconnects a dropped stream by itself.
+use leptos::prelude::*;
+use serde::Deserialize;
+
+/// The stream's address (served by `crate::live` on the server).
+pub const LIVE_PATH: &str = "/api/live";
+
+/// A run update as the stream sends it.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RunNotice {
+    pub run_id: String,
+    pub function_id: String,
+    pub status: String,
+}
+
+impl RunNotice {
+    /// Whether the run has ended (completed, failed or cancelled).
+    pub fn is_final(&self) -> bool {
+        matches!(self.status.as_str(), "completed" | "failed" | "cancelled")
+    }
+}
+
+/// The latest run update, and a counter that moves when the page should refetch: a
+/// run ended, or the stream reconnected (and may have missed some).
+#[derive(Clone, Copy)]
+pub struct LiveRuns {
+    pub last: ReadSignal<Option<RunNotice>>,
+    pub finished: ReadSignal<u64>,
+}
+
+/// Subscribes to the signed-in user's run updates for as long as the calling component
+/// lives. On the server it returns signals that never move.
+pub fn use_live_runs() -> LiveRuns {
+    let (last, set_last) = signal(None::<RunNotice>);
+    let (finished, set_finished) = signal(0u64);
+
+    #[cfg(feature = "hydrate")]
+    Effect::new(move |started: Option<()>| {
+        if started.is_none() {
+            connect(set_last, set_finished);
+        }
+    });
+    #[cfg(not(feature = "hydrate"))]
+    let _ = (set_last, set_finished);
+
+    LiveRuns { last, finished }
+}
+
+#[cfg(feature = "hydrate")]
+fn connect(set_last: WriteSignal<Option<RunNotice>>, set_finished: WriteSignal<u64>) {
+    use send_wrapper::SendWrapper;
+    use wasm_bindgen::closure::Closure;
+    use wasm_bindgen::JsCast;
+    use web_sys::{Event, EventSource, MessageEvent};
+
+    let Ok(source) = EventSource::new(LIVE_PATH) else {
+        return;
+    };
+    let on_run = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+        let Some(text) = event.data().as_string() else {
+            return;
+        };
+        if let Ok(notice) = serde_json::from_str::<RunNotice>(&text) {
+            if notice.is_final() {
+                set_finished.update(|n| *n += 1);
+            }
+            set_last.set(Some(notice));
+        }
+    });
+    let on_resync = Closure::<dyn FnMut(Event)>::new(move |_| set_finished.update(|n| *n += 1));
+    let mut opened = 0u32;
+    let on_open = Closure::<dyn FnMut(Event)>::new(move |_| {
+        opened += 1;
+        if opened > 1 {
+            // Reconnected: updates may have been missed while the stream was down.
+            set_finished.update(|n| *n += 1);
+        }
+    });
+    let _ = source.add_event_listener_with_callback("run", on_run.as_ref().unchecked_ref());
+    let _ = source.add_event_listener_with_callback("resync", on_resync.as_ref().unchecked_ref());
+    let _ = source.add_event_listener_with_callback("open", on_open.as_ref().unchecked_ref());
+
+    let held = SendWrapper::new((source, on_run, on_resync, on_open));
+    on_cleanup(move || {
+        let (source, ..) = held.take();
+        source.close();
+    });
+}

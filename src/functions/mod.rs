@@ -1,0 +1,11 @@
+//! The app's own background functions, built only from the engine's public API.
+pub mod hello_world;
+
+use sea_orm::DatabaseConnection;
+
+use crate::engine::Function;
+
+/// Every function the server registers.
+pub fn all(db: &DatabaseConnection) -> Vec<Function> {
+    vec![hello_world::function(db.clone())]
+}

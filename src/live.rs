@@ -1,0 +1,79 @@
+//! `GET /api/live`: a server-sent-events stream of the signed-in user's run updates.
+//! The browser's `EventSource` reconnects by itself when the connection drops.
+use std::convert::Infallible;
+
+use axum::extract::State;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::stream::{self, Stream, StreamExt};
+use http::{HeaderMap, StatusCode};
+use serde::Serialize;
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::auth::{token_from_headers, user_for_token};
+use crate::state::AppState;
+
+/// The path of the stream.
+pub const PATH: &str = crate::components::live::LIVE_PATH;
+
+/// What the browser is told about a run.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RunNotice {
+    run_id: String,
+    function_id: String,
+    status: String,
+}
+
+/// Streams run updates of the session's user; 401 without a session.
+pub async fn stream(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let user = match token_from_headers(&headers) {
+        Some(token) => user_for_token(&state.db, &token).await,
+        None => Ok(None),
+    };
+    let user_id = match user {
+        Ok(Some(user)) => user.id,
+        Ok(None) => return StatusCode::UNAUTHORIZED.into_response(),
+        Err(_) => return StatusCode::SERVICE_UNAVAILABLE.into_response(),
+    };
+    let mut stopping = state.stopping.clone();
+    let updates = notices(state.engine.subscribe(), user_id).take_until(async move {
+        let _ = stopping.wait_for(|stop| *stop).await;
+    });
+    Sse::new(updates)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+fn notices(
+    updates: tokio::sync::broadcast::Receiver<crate::engine::RunUpdate>,
+    user_id: String,
+) -> impl Stream<Item = Result<Event, Infallible>> {
+    stream::unfold(updates, move |mut updates| {
+        let user_id = user_id.clone();
+        async move {
+            loop {
+                match updates.recv().await {
+                    Ok(update) if update.user_id.as_deref() == Some(user_id.as_str()) => {
+                        let notice = RunNotice {
+                            run_id: update.run_id,
+                            function_id: update.function_id,
+                            status: update.status.to_string(),
+                        };
+                        let event = Event::default()
+                            .event("run")
+                            .json_data(notice)
+                            .unwrap_or_else(|_| Event::default().event("resync"));
+                        return Some((Ok(event), updates));
+                    }
+                    Ok(_) => {}
+                    // Missed some: tell the page to refetch everything.
+                    Err(RecvError::Lagged(_)) => {
+                        return Some((Ok(Event::default().event("resync").data("")), updates))
+                    }
+                    Err(RecvError::Closed) => return None,
+                }
+            }
+        }
+    })
+}
