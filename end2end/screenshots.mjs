@@ -1,0 +1,35 @@
+// Takes screenshots of the main pages for a look by eye:
+//   node end2end/screenshots.mjs [base-url] [out-dir]
+// against a running server (default http://127.0.0.1:3000, out-dir ./screenshots).
+import { chromium } from '@playwright/test';
+import * as fs from 'node:fs';
+
+const base = process.argv[2] ?? 'http://127.0.0.1:3000';
+const out = process.argv[3] ?? 'screenshots';
+fs.mkdirSync(out, { recursive: true });
+
+const browser = await chromium.launch({
+  executablePath: '/usr/bin/chromium',
+  args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+});
+const page = await browser.newPage({ viewport: { width: 1100, height: 720 } });
+const shot = (name) => page.screenshot({ path: `${out}/${name}.png`, fullPage: true });
+
+await page.goto(`${base}/signin`);
+await shot('signin');
+await page.goto(`${base}/signup`);
+await page.locator('body[data-hydrated]').waitFor();
+await page.getByLabel('Email').fill(`shots-${Date.now()}@example.com`);
+await page.getByLabel(/^Password/).fill('correct horse battery');
+await page.getByRole('button', { name: 'Sign up' }).click();
+await page.getByText('로그인한 사용자만 접근 가능').waitFor();
+await shot('home-empty');
+await page.getByRole('button', { name: '워크플로우 생성' }).click();
+await page.locator('.toast').first().waitFor();
+await shot('home-toast');
+await page.locator('.workflow-name', { hasText: 'workflow-from-inngest' }).waitFor({ timeout: 15000 });
+await shot('home-after-run');
+await page.setViewportSize({ width: 390, height: 800 });
+await shot('home-phone');
+await browser.close();
+console.log(`screenshots in ${out}/`);
