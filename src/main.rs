@@ -1,13 +1,41 @@
 #[cfg(feature = "ssr")]
+#[derive(clap::Parser)]
+#[command(name = "nodebase", about = "Nodebase: workflow background jobs", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[cfg(feature = "ssr")]
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Serve the app and run the background workers (the default).
+    Serve,
+    /// Measure the engine on a fresh database and print the figures.
+    Bench(nodebase::bench::BenchArgs),
+}
+
+#[cfg(feature = "ssr")]
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    use clap::Parser;
     use tracing_subscriber::EnvFilter;
+
+    let cli = Cli::parse();
+    let default_filter = match cli.command {
+        Some(Command::Bench(_)) => "warn",
+        _ => "info",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter)),
         )
         .init();
-    match nodebase::server::serve().await {
+    let result = match cli.command {
+        None | Some(Command::Serve) => nodebase::server::serve().await,
+        Some(Command::Bench(args)) => nodebase::bench::run(args).await,
+    };
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("nodebase: {err}");

@@ -1,6 +1,9 @@
 //! Events: validated, recorded, and turned into runs, in the caller's transaction.
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect, Set};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect, Set,
+    TransactionSession, TransactionTrait,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -140,7 +143,7 @@ fn prepare(inner: &Inner, events: Vec<NewEvent>) -> Result<Vec<Prepared>, Engine
         .collect()
 }
 
-pub(crate) async fn send_many<C: ConnectionTrait>(
+pub(crate) async fn send_many<C: ConnectionTrait + TransactionTrait>(
     inner: &Inner,
     conn: &C,
     events: Vec<NewEvent>,
@@ -148,6 +151,10 @@ pub(crate) async fn send_many<C: ConnectionTrait>(
     // Validate everything first: a bad event stores nothing, not even its neighbours.
     let prepared = prepare(inner, events)?;
     let now = inner.clock.now_ms();
+    // Events and runs commit together: a transaction of our own on a plain connection,
+    // a savepoint inside the caller's transaction.
+    let txn = conn.begin().await?;
+    let conn = &txn;
 
     let mut receipts = Vec::with_capacity(prepared.len());
     let mut event_rows = Vec::with_capacity(prepared.len());
@@ -223,6 +230,7 @@ pub(crate) async fn send_many<C: ConnectionTrait>(
             .exec_without_returning(conn)
             .await?;
     }
+    txn.commit().await?;
     Ok(receipts)
 }
 

@@ -37,7 +37,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sea_orm::{ConnectionTrait, DatabaseConnection};
+use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
 use tokio::sync::{broadcast, Notify};
 
 /// A change of a run's status, published after it is committed.
@@ -198,7 +198,7 @@ impl Engine {
 
     /// Records `event` and one queued run per function it triggers, through `conn`: pass
     /// a transaction and they commit (or roll back) with the caller's own writes.
-    pub async fn send<C: ConnectionTrait>(
+    pub async fn send<C: ConnectionTrait + TransactionTrait>(
         &self,
         conn: &C,
         event: NewEvent,
@@ -210,7 +210,7 @@ impl Engine {
     }
 
     /// Like [`Engine::send`] for many events, in a few multi-row statements.
-    pub async fn send_many<C: ConnectionTrait>(
+    pub async fn send_many<C: ConnectionTrait + TransactionTrait>(
         &self,
         conn: &C,
         events: Vec<NewEvent>,

@@ -1,0 +1,236 @@
+//! `nodebase bench`: measures the engine on a fresh database and prints its figures.
+//!
+//! (a) throughput of N runs of a one-step function, (b) of N runs of a three-step
+//! function, (c) latency from `send` to the first step's start at low load, and the
+//! process's peak resident memory. The events of (a) and (b) are recorded first and the
+//! workers started after, so the figures measure draining a backlog.
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use migration::{Migrator, MigratorTrait};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, TransactionTrait};
+use serde_json::json;
+use tokio::sync::{broadcast, mpsc};
+
+use crate::engine::entities::run;
+use crate::engine::{Engine, EngineConfig, Function, NewEvent, RunStatus, RunUpdate};
+use crate::server::StartError;
+
+/// What to measure, from the command line.
+#[derive(Clone, Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Runs per throughput measurement.
+    #[arg(long, default_value_t = 20_000)]
+    pub runs: usize,
+    /// Runs executing at once.
+    #[arg(long, default_value_t = 64)]
+    pub workers: usize,
+    /// Most runs claimed, or writes committed, per transaction.
+    #[arg(long, default_value_t = 256)]
+    pub batch: usize,
+    /// Samples for the send→start latency.
+    #[arg(long, default_value_t = 500)]
+    pub latency_samples: usize,
+    /// Database to use; default: a new SQLite file in a temporary directory. It should
+    /// be empty: the figures assume no other runs.
+    #[arg(long)]
+    pub database: Option<String>,
+}
+
+/// Runs the benchmark and prints one figure per line.
+pub async fn run(args: BenchArgs) -> Result<(), StartError> {
+    let dir = std::env::temp_dir().join(format!("nodebase-bench-{}", std::process::id()));
+    let url = match &args.database {
+        Some(url) => url.clone(),
+        None => {
+            std::fs::create_dir_all(&dir)?;
+            format!("sqlite://{}/bench.db", dir.display())
+        }
+    };
+    let db = crate::db::connect(&url).await?;
+    Migrator::up(&db, None).await?;
+    println!("database: {}", describe(&url));
+    println!("workers: {}  batch: {}", args.workers, args.batch);
+
+    let (started_tx, started_rx) = mpsc::unbounded_channel::<(String, Instant)>();
+    let engine = Engine::builder(db.clone())
+        .function(steps_function("bench-one-step", "bench/one", 1, None))
+        .function(steps_function("bench-three-steps", "bench/three", 3, None))
+        .function(steps_function("bench-latency", "bench/latency", 1, Some(started_tx)))
+        .config(EngineConfig {
+            workers: args.workers,
+            batch: args.batch,
+            ..EngineConfig::default()
+        })
+        .build()?;
+
+    throughput(&engine, &db, &args, "bench/one", "one-step").await?;
+    throughput(&engine, &db, &args, "bench/three", "three-step").await?;
+    latency(&engine, &args, started_rx).await?;
+    println!("peak RSS: {:.1} MB", peak_rss_kb()? as f64 / 1024.0);
+
+    drop(db);
+    if args.database.is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    Ok(())
+}
+
+fn describe(url: &str) -> String {
+    if url.starts_with("sqlite:") {
+        format!("{url} (SQLite, WAL, synchronous=NORMAL)")
+    } else {
+        let host = url.rsplit('@').next().unwrap_or(url);
+        format!("PostgreSQL at {host}")
+    }
+}
+
+/// A function of `steps` consecutive `step.run`s; the first tells `started` when it begins.
+fn steps_function(
+    id: &str,
+    event: &str,
+    steps: usize,
+    started: Option<mpsc::UnboundedSender<(String, Instant)>>,
+) -> Function {
+    Function::new(id.to_string(), move |ctx| {
+        let started = started.clone();
+        async move {
+            let mut sum = 0u64;
+            for i in 0..steps {
+                let started = started.clone();
+                let key = ctx.event.id.clone();
+                sum += ctx
+                    .step
+                    .run("step", || async move {
+                        if let (0, Some(tx)) = (i, started) {
+                            let _ = tx.send((key, Instant::now()));
+                        }
+                        Ok(i as u64)
+                    })
+                    .await?;
+            }
+            Ok(json!(sum))
+        }
+    })
+    .trigger(event)
+}
+
+async fn throughput(
+    engine: &Engine,
+    db: &DatabaseConnection,
+    args: &BenchArgs,
+    event: &str,
+    label: &str,
+) -> Result<(), StartError> {
+    let enqueue = Instant::now();
+    for chunk_start in (0..args.runs).step_by(1_000) {
+        let n = 1_000.min(args.runs - chunk_start);
+        let events = (0..n)
+            .map(|i| NewEvent::new(event, json!({ "i": chunk_start + i })))
+            .collect();
+        let txn = db.begin().await?;
+        engine.send_many(&txn, events).await?;
+        txn.commit().await?;
+    }
+    let enqueue = enqueue.elapsed();
+
+    let updates = engine.subscribe();
+    let start = Instant::now();
+    let workers = engine.start();
+    wait_completed(db, updates, args.runs).await?;
+    let elapsed = start.elapsed();
+    workers.shutdown().await;
+
+    println!(
+        "{label} runs: {} in {:.2} s = {:.0} runs/s   (enqueue: {:.0} events/s)",
+        args.runs,
+        elapsed.as_secs_f64(),
+        args.runs as f64 / elapsed.as_secs_f64(),
+        args.runs as f64 / enqueue.as_secs_f64(),
+    );
+    // Start the next measurement from an empty queue.
+    run::Entity::delete_many().exec(db).await?;
+    crate::engine::entities::event::Entity::delete_many()
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Counts completions as the engine announces them; if the announcements outrun us,
+/// counts in the database instead.
+async fn wait_completed(
+    db: &DatabaseConnection,
+    mut updates: broadcast::Receiver<RunUpdate>,
+    expected: usize,
+) -> Result<(), StartError> {
+    let mut completed = 0usize;
+    while completed < expected {
+        match updates.recv().await {
+            Ok(update) if update.status == RunStatus::Completed => completed += 1,
+            Ok(update) if update.status == RunStatus::Failed => {
+                return Err(format!("run {} failed", update.run_id).into())
+            }
+            Ok(_) => {}
+            Err(broadcast::error::RecvError::Lagged(_)) => {
+                completed = run::Entity::find()
+                    .filter(run::Column::Status.eq("completed"))
+                    .count(db)
+                    .await? as usize;
+            }
+            Err(broadcast::error::RecvError::Closed) => return Err("engine stopped".into()),
+        }
+    }
+    Ok(())
+}
+
+async fn latency(
+    engine: &Engine,
+    args: &BenchArgs,
+    mut started: mpsc::UnboundedReceiver<(String, Instant)>,
+) -> Result<(), StartError> {
+    let workers = engine.start();
+    let db = Arc::new(engine.db().clone());
+    let mut samples = Vec::with_capacity(args.latency_samples);
+    // A few unmeasured runs first, so connections and caches are warm.
+    for i in 0..args.latency_samples + 20 {
+        let sent = Instant::now();
+        let receipt = engine
+            .send(&*db, NewEvent::new("bench/latency", json!({})))
+            .await?;
+        let (event_id, at) = tokio::time::timeout(Duration::from_secs(10), started.recv())
+            .await?
+            .ok_or("the latency function stopped")?;
+        if event_id != receipt.event_id {
+            return Err("latency samples out of order".into());
+        }
+        if i >= 20 {
+            samples.push(at.duration_since(sent));
+        }
+        // Low load: one run at a time, with a pause between them.
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    workers.shutdown().await;
+    samples.sort();
+    let pick = |q: f64| {
+        let i = ((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1;
+        samples[i].as_secs_f64() * 1000.0
+    };
+    println!(
+        "send→first-step latency: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} samples)",
+        pick(0.50),
+        pick(0.99),
+        pick(1.0),
+        samples.len()
+    );
+    Ok(())
+}
+
+/// The process's peak resident set size (VmHWM), in KiB.
+fn peak_rss_kb() -> Result<u64, StartError> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| "no VmHWM in /proc/self/status".into())
+}
