@@ -5,8 +5,12 @@ use leptos_router::components::{Route, Router, Routes};
 use leptos_router::path;
 
 use crate::components::toast::{provide_toaster, Toasts};
+use crate::pages::events::EventsPage;
+use crate::pages::functions::FunctionsPage;
 use crate::pages::home::HomePage;
 use crate::pages::not_found::NotFound;
+use crate::pages::run::RunPage;
+use crate::pages::runs::RunsPage;
 use crate::pages::sign_in::SignInPage;
 use crate::pages::sign_up::SignUpPage;
 
@@ -52,6 +56,10 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/") view=HomePage />
                     <Route path=path!("/signin") view=SignInPage />
                     <Route path=path!("/signup") view=SignUpPage />
+                    <Route path=path!("/runs") view=RunsPage />
+                    <Route path=path!("/runs/:id") view=RunPage />
+                    <Route path=path!("/events") view=EventsPage />
+                    <Route path=path!("/functions") view=FunctionsPage />
                 </Routes>
             </main>
         </Router>

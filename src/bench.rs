@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use migration::{Migrator, MigratorTrait};
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, TransactionTrait};
+use sea_orm::{
+    ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, TransactionTrait,
+};
 use serde_json::json;
 use tokio::sync::{broadcast, mpsc};
 
@@ -56,7 +58,12 @@ pub async fn run(args: BenchArgs) -> Result<(), StartError> {
     let engine = Engine::builder(db.clone())
         .function(steps_function("bench-one-step", "bench/one", 1, None))
         .function(steps_function("bench-three-steps", "bench/three", 3, None))
-        .function(steps_function("bench-latency", "bench/latency", 1, Some(started_tx)))
+        .function(steps_function(
+            "bench-latency",
+            "bench/latency",
+            1,
+            Some(started_tx),
+        ))
         .config(EngineConfig {
             workers: args.workers,
             batch: args.batch,

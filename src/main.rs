@@ -1,6 +1,10 @@
 #[cfg(feature = "ssr")]
 #[derive(clap::Parser)]
-#[command(name = "nodebase", about = "Nodebase: workflow background jobs", version)]
+#[command(
+    name = "nodebase",
+    about = "Nodebase: workflow background jobs",
+    version
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,

@@ -17,12 +17,28 @@ const PASSWORD: &str = "correct horse battery";
 #[tokio::test]
 async fn sign_up_normalizes_the_email_and_stores_only_a_hash() {
     let t = test_db().await;
-    let user = sign_up(&t.db, "  Ada@Example.COM ", PASSWORD).await.unwrap();
+    let user = sign_up(&t.db, "  Ada@Example.COM ", PASSWORD)
+        .await
+        .unwrap();
     assert_eq!(user.email, "ada@example.com");
-    let row = user::Entity::find_by_id(user.id.clone()).one(&t.db).await.unwrap().unwrap();
-    assert!(row.password_hash.starts_with("$argon2id$"), "{}", row.password_hash);
+    let row = user::Entity::find_by_id(user.id.clone())
+        .one(&t.db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        row.password_hash.starts_with("$argon2id$"),
+        "{}",
+        row.password_hash
+    );
     assert!(!row.password_hash.contains(PASSWORD));
-    assert_eq!(sign_in(&t.db, "ADA@example.com", PASSWORD).await.unwrap().id, user.id);
+    assert_eq!(
+        sign_in(&t.db, "ADA@example.com", PASSWORD)
+            .await
+            .unwrap()
+            .id,
+        user.id
+    );
 }
 
 #[tokio::test]
@@ -49,9 +65,15 @@ async fn wrong_credentials_give_one_message_and_repeated_failures_lock_the_accou
     let t = test_db().await;
     sign_up(&t.db, "lock@example.com", PASSWORD).await.unwrap();
     let wrong = AppError::InvalidInput("wrong email or password".into());
-    assert_eq!(sign_in(&t.db, "nobody@example.com", PASSWORD).await, Err(wrong.clone()));
+    assert_eq!(
+        sign_in(&t.db, "nobody@example.com", PASSWORD).await,
+        Err(wrong.clone())
+    );
     for _ in 0..4 {
-        assert_eq!(sign_in(&t.db, "lock@example.com", "nope nope").await, Err(wrong.clone()));
+        assert_eq!(
+            sign_in(&t.db, "lock@example.com", "nope nope").await,
+            Err(wrong.clone())
+        );
     }
     // The fifth failure locks the account; the right password is refused while locked.
     assert!(matches!(
@@ -76,9 +98,16 @@ async fn wrong_credentials_give_one_message_and_repeated_failures_lock_the_accou
 #[tokio::test]
 async fn sessions_are_found_by_token_until_they_expire_or_end() {
     let t = test_db().await;
-    let user = sign_up(&t.db, "session@example.com", PASSWORD).await.unwrap();
-    let token = create_session(&t.db, &user.id, Duration::from_secs(60)).await.unwrap();
-    assert_eq!(user_for_token(&t.db, &token).await.unwrap().unwrap().id, user.id);
+    let user = sign_up(&t.db, "session@example.com", PASSWORD)
+        .await
+        .unwrap();
+    let token = create_session(&t.db, &user.id, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(
+        user_for_token(&t.db, &token).await.unwrap().unwrap().id,
+        user.id
+    );
     assert!(user_for_token(&t.db, "forged").await.unwrap().is_none());
     // Only the hash is stored.
     let stored = session::Entity::find().one(&t.db).await.unwrap().unwrap();
@@ -87,7 +116,9 @@ async fn sessions_are_found_by_token_until_they_expire_or_end() {
     delete_session(&t.db, &token).await.unwrap();
     assert!(user_for_token(&t.db, &token).await.unwrap().is_none());
 
-    let expired = create_session(&t.db, &user.id, Duration::ZERO).await.unwrap();
+    let expired = create_session(&t.db, &user.id, Duration::ZERO)
+        .await
+        .unwrap();
     assert!(user_for_token(&t.db, &expired).await.unwrap().is_none());
 }
 
@@ -107,7 +138,13 @@ async fn workflows_are_listed_per_user_newest_first() {
     assert_eq!(listed[1].id, first.id);
     assert_eq!(listed[0].id, second.id);
     // cuid-style ids: lowercase letters and digits, starting with a letter.
-    assert!(first.id.len() >= 20 && first.id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()));
+    assert!(
+        first.id.len() >= 20
+            && first
+                .id
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+    );
     assert!(first.id.chars().next().unwrap().is_ascii_lowercase());
     assert_eq!(list_for_user(&t.db, &bob.id).await.unwrap().len(), 1);
 }

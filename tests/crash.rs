@@ -110,9 +110,11 @@ fn wait_for_line(child: &mut Child, line: &str) {
 
 async fn killed_mid_step_then_finished_by_a_new_worker() {
     let t = common::test_db().await;
-    t.db.execute_unprepared("CREATE TABLE effect (run_id VARCHAR(64) NOT NULL, what VARCHAR(16) NOT NULL)")
-        .await
-        .unwrap();
+    t.db.execute_unprepared(
+        "CREATE TABLE effect (run_id VARCHAR(64) NOT NULL, what VARCHAR(16) NOT NULL)",
+    )
+    .await
+    .unwrap();
     let engine = Engine::builder(t.db.clone())
         .function(three_steps(t.db.clone(), false))
         .config(config())
@@ -129,10 +131,25 @@ async fn killed_mid_step_then_finished_by_a_new_worker() {
     worker.kill().expect("SIGKILL"); // std's kill is SIGKILL on Unix
     worker.wait().unwrap();
 
-    let run = run::Entity::find_by_id(run_id.clone()).one(&t.db).await.unwrap().unwrap();
-    assert_eq!(run.status, "running", "the dead worker still holds the lease");
-    let recorded: Vec<String> = steps(&t.db, &run_id).await.into_iter().map(|s| s.step_id).collect();
-    assert_eq!(recorded, vec!["one"], "step one was recorded before the kill");
+    let run = run::Entity::find_by_id(run_id.clone())
+        .one(&t.db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        run.status, "running",
+        "the dead worker still holds the lease"
+    );
+    let recorded: Vec<String> = steps(&t.db, &run_id)
+        .await
+        .into_iter()
+        .map(|s| s.step_id)
+        .collect();
+    assert_eq!(
+        recorded,
+        vec!["one"],
+        "step one was recorded before the kill"
+    );
 
     // A new worker (this process) takes over once the lease lapses.
     let mut updates = engine.subscribe();
@@ -154,9 +171,8 @@ async fn killed_mid_step_then_finished_by_a_new_worker() {
         ]
     );
     for what in ["one", "two", "three"] {
-        let rows = t
-            .db
-            .query_all_raw(Statement::from_string(
+        let rows =
+            t.db.query_all_raw(Statement::from_string(
                 t.db.get_database_backend(),
                 format!("SELECT what FROM effect WHERE what = '{what}'"),
             ))
@@ -164,7 +180,11 @@ async fn killed_mid_step_then_finished_by_a_new_worker() {
             .unwrap();
         assert_eq!(rows.len(), 1, "effect of step {what} appears exactly once");
     }
-    let run = run::Entity::find_by_id(run_id).one(&t.db).await.unwrap().unwrap();
+    let run = run::Entity::find_by_id(run_id)
+        .one(&t.db)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(run.claims, 2);
     println!("ok: a worker killed mid-step; its run was finished by another, each step once");
 }
@@ -198,7 +218,10 @@ where
 {
     let start = Instant::now();
     while !ready().await {
-        assert!(start.elapsed() < Duration::from_secs(30), "timed out waiting for {what}");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -217,8 +240,11 @@ async fn server_killed_during_hello_world_sleeps() {
     let receipt = engine
         .send(
             &t.db,
-            NewEvent::new("test/hello.world", json!({ "email": user.email, "userId": user.id }))
-                .for_user(&user.id),
+            NewEvent::new(
+                "test/hello.world",
+                json!({ "email": user.email, "userId": user.id }),
+            )
+            .for_user(&user.id),
         )
         .await
         .unwrap();
@@ -261,10 +287,19 @@ async fn server_killed_during_hello_world_sleeps() {
         .await
         .unwrap();
     assert_eq!(from_background, 1);
-    let names: Vec<String> = steps(&t.db, &run_id).await.into_iter().map(|s| s.name).collect();
+    let names: Vec<String> = steps(&t.db, &run_id)
+        .await
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
     assert_eq!(
         names,
-        vec!["비디오 가져오기", "비디오 → 텍스트 변환", "OpenAI로 전송해서 요약/분석", "create-workflow"]
+        vec![
+            "비디오 가져오기",
+            "비디오 → 텍스트 변환",
+            "OpenAI로 전송해서 요약/분석",
+            "create-workflow"
+        ]
     );
     println!("ok: the server was killed during hello-world's sleeps; after a restart the run completed once");
 }

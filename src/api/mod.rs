@@ -1,6 +1,7 @@
 //! Server functions, grouped like the routers of an RPC API. Each checks the session
 //! itself; the UI hiding a button is never the only guard.
 pub mod auth;
+pub mod runs;
 pub mod workflows;
 
 /// The server's shared state, from the Leptos context of the current request.

@@ -1,17 +1,13 @@
-//! The error line under a form, filled from a server action's last result.
+//! The error line under a form.
 use leptos::prelude::*;
 
 use crate::error::AppError;
 
-/// Shows the error of the last submission, if it failed.
+/// Shows `error` when there is one.
 #[component]
-pub fn FormError(
-    /// The last result of the form's server action.
-    #[prop(into)]
-    result: Signal<Option<Result<(), AppError>>>,
-) -> impl IntoView {
+pub fn FormError(#[prop(into)] error: Signal<Option<AppError>>) -> impl IntoView {
     move || {
-        result.get().and_then(Result::err).map(|err| {
+        error.get().map(|err| {
             view! {
                 <p class="form-error" role="alert">
                     {err.to_string()}
@@ -19,4 +15,13 @@ pub fn FormError(
             }
         })
     }
+}
+
+/// The error of a server action's last result, for [`FormError`].
+pub fn action_error<I, O>(action: ServerAction<I>) -> Signal<Option<AppError>>
+where
+    I: leptos::server_fn::ServerFn<Output = O, Error = AppError> + Clone + Send + Sync + 'static,
+    O: Clone + Send + Sync + 'static,
+{
+    Signal::derive(move || action.value().get().and_then(Result::err))
 }

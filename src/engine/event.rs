@@ -143,10 +143,42 @@ fn prepare(inner: &Inner, events: Vec<NewEvent>) -> Result<Vec<Prepared>, Engine
         .collect()
 }
 
+/// A queued run of `function_id` for `event_id`, due now.
+pub(crate) fn new_run(
+    run_id: &str,
+    function_id: &str,
+    event_id: &str,
+    user_id: Option<String>,
+    now: i64,
+) -> run::ActiveModel {
+    run::ActiveModel {
+        id: Set(run_id.to_string()),
+        function_id: Set(function_id.to_string()),
+        event_id: Set(event_id.to_string()),
+        user_id: Set(user_id),
+        status: Set(RunStatus::Queued.as_str().to_string()),
+        due_at: Set(now),
+        locked_by: Set(None),
+        lease_until: Set(None),
+        claims: Set(0),
+        attempts: Set(0),
+        output: Set(None),
+        error: Set(None),
+        rerun_of: Set(None),
+        created_at: Set(now),
+        started_at: Set(None),
+        ended_at: Set(None),
+        updated_at: Set(now),
+    }
+}
+
+/// Records `events` and their runs: one per function each triggers, or, with `target`,
+/// one run of that function only (an invocation).
 pub(crate) async fn send_many<C: ConnectionTrait + TransactionTrait>(
     inner: &Inner,
     conn: &C,
     events: Vec<NewEvent>,
+    target: Option<&String>,
 ) -> Result<Vec<SendReceipt>, EngineError> {
     // Validate everything first: a bad event stores nothing, not even its neighbours.
     let prepared = prepare(inner, events)?;
@@ -191,27 +223,24 @@ pub(crate) async fn send_many<C: ConnectionTrait + TransactionTrait>(
             event_rows.push(row);
         }
         let mut run_ids = Vec::new();
-        for function_id in inner.triggers.get(&p.event.name).into_iter().flatten() {
+        let functions: Vec<&String> = match target {
+            Some(function_id) => vec![function_id],
+            None => inner
+                .triggers
+                .get(&p.event.name)
+                .into_iter()
+                .flatten()
+                .collect(),
+        };
+        for function_id in functions {
             let run_id = new_id();
-            run_rows.push(run::ActiveModel {
-                id: Set(run_id.clone()),
-                function_id: Set(function_id.clone()),
-                event_id: Set(event_id.clone()),
-                user_id: Set(p.event.user_id.clone()),
-                status: Set(RunStatus::Queued.as_str().to_string()),
-                due_at: Set(now),
-                locked_by: Set(None),
-                lease_until: Set(None),
-                claims: Set(0),
-                attempts: Set(0),
-                output: Set(None),
-                error: Set(None),
-                rerun_of: Set(None),
-                created_at: Set(now),
-                started_at: Set(None),
-                ended_at: Set(None),
-                updated_at: Set(now),
-            });
+            run_rows.push(new_run(
+                &run_id,
+                function_id,
+                &event_id,
+                p.event.user_id.clone(),
+                now,
+            ));
             run_ids.push(run_id);
         }
         receipts.push(SendReceipt {

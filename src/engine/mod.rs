@@ -20,6 +20,7 @@ pub mod entities;
 mod error;
 mod event;
 mod function;
+pub mod inspect;
 mod retry;
 mod status;
 mod step;
@@ -215,11 +216,43 @@ impl Engine {
         conn: &C,
         events: Vec<NewEvent>,
     ) -> Result<Vec<SendReceipt>, EngineError> {
-        let receipts = event::send_many(&self.inner, conn, events).await?;
+        let receipts = event::send_many(&self.inner, conn, events, None).await?;
         if receipts.iter().any(|r| !r.run_ids.is_empty()) {
             self.inner.wake.notify_one();
         }
         Ok(receipts)
+    }
+
+    /// Records `event` and one run of `function_id` only, whatever the event's name.
+    pub async fn invoke<C: ConnectionTrait + TransactionTrait>(
+        &self,
+        conn: &C,
+        function_id: &str,
+        event: NewEvent,
+    ) -> Result<SendReceipt, EngineError> {
+        let (id, _) = self
+            .inner
+            .functions
+            .get_key_value(function_id)
+            .ok_or_else(|| {
+                EngineError::InvalidFunction(format!("no function {function_id:?} is registered"))
+            })?;
+        let mut receipts = event::send_many(&self.inner, conn, vec![event], Some(id)).await?;
+        self.inner.wake.notify_one();
+        receipts
+            .pop()
+            .ok_or_else(|| EngineError::Database("invoke recorded nothing".into()))
+    }
+
+    /// Starts a new run of a finished run's function for the same event, linked to it
+    /// by `rerun_of`. Returns the new run's id, or `None` if the run is not finished.
+    pub async fn rerun(&self, run_id: &str) -> Result<Option<String>, EngineError> {
+        let now = self.inner.clock.now_ms();
+        let new_id = store::rerun(&self.inner.db, run_id, now).await?;
+        if new_id.is_some() {
+            self.inner.wake.notify_one();
+        }
+        Ok(new_id)
     }
 
     /// Cancels a run that has not finished. A running run stops at its next step

@@ -385,3 +385,27 @@ pub(crate) async fn next_due(inner: &Inner) -> Result<Option<i64>, DbErr> {
         None => Ok(None),
     }
 }
+
+/// Queues a new run like `run_id` (same function, same event) if `run_id` has finished.
+pub(crate) async fn rerun(
+    db: &impl ConnectionTrait,
+    run_id: &str,
+    now: i64,
+) -> Result<Option<String>, DbErr> {
+    let Some(old) = run::Entity::find_by_id(run_id.to_string()).one(db).await? else {
+        return Ok(None);
+    };
+    let finished = old
+        .status
+        .parse::<RunStatus>()
+        .map(RunStatus::is_final)
+        .unwrap_or(false);
+    if !finished {
+        return Ok(None);
+    }
+    let new_id = super::event::new_id();
+    let mut row = super::event::new_run(&new_id, &old.function_id, &old.event_id, old.user_id, now);
+    row.rerun_of = sea_orm::Set(Some(old.id));
+    run::Entity::insert(row).exec_without_returning(db).await?;
+    Ok(Some(new_id))
+}

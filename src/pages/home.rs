@@ -2,9 +2,9 @@
 use leptos::prelude::*;
 use leptos_router::components::Redirect;
 
-use crate::api::auth::SignOut;
 use crate::api::workflows::{get_workflows, CreateWorkflow, WorkflowView};
 use crate::components::live::use_live_runs;
+use crate::components::nav::Nav;
 use crate::components::toast::use_toaster;
 use crate::error::AppError;
 
@@ -13,7 +13,6 @@ use crate::error::AppError;
 pub fn HomePage() -> impl IntoView {
     let toaster = use_toaster();
     let create = ServerAction::<CreateWorkflow>::new();
-    let sign_out = ServerAction::<SignOut>::new();
     // Refetch after our own create, and whenever one of our background runs ends.
     let live = use_live_runs();
     let workflows = Resource::new(
@@ -28,12 +27,10 @@ pub fn HomePage() -> impl IntoView {
     });
 
     view! {
+        <Nav />
         <section class="card home">
             <header class="home-header">
                 <h1>"로그인한 사용자만 접근 가능"</h1>
-                <ActionForm action=sign_out>
-                    <button type="submit" class="secondary">"로그아웃"</button>
-                </ActionForm>
             </header>
             <button
                 class="primary"

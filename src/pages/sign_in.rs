@@ -2,7 +2,7 @@
 use leptos::prelude::*;
 
 use crate::api::auth::SignIn;
-use crate::components::form_error::FormError;
+use crate::components::form_error::{action_error, FormError};
 
 /// Email and password; on success the server sends the browser home.
 #[component]
@@ -20,7 +20,7 @@ pub fn SignInPage() -> impl IntoView {
                     "Password"
                     <input type="password" name="password" autocomplete="current-password" required />
                 </label>
-                <FormError result=action.value() />
+                <FormError error=action_error(action) />
                 <button type="submit" class="primary" disabled=move || action.pending().get()>
                     "Sign in"
                 </button>

@@ -2,7 +2,7 @@
 use leptos::prelude::*;
 
 use crate::api::auth::SignUp;
-use crate::components::form_error::FormError;
+use crate::components::form_error::{action_error, FormError};
 
 /// Creates an account; on success the new user is signed in and sent home.
 #[component]
@@ -20,7 +20,7 @@ pub fn SignUpPage() -> impl IntoView {
                     "Password (at least 8 characters)"
                     <input type="password" name="password" autocomplete="new-password" required />
                 </label>
-                <FormError result=action.value() />
+                <FormError error=action_error(action) />
                 <button type="submit" class="primary" disabled=move || action.pending().get()>
                     "Sign up"
                 </button>

@@ -1,0 +1,126 @@
+import { test, expect, Page } from '@playwright/test';
+import { newEmail, signUp, watchConsole, hydrated } from './helpers';
+
+const STEPS = ['비디오 가져오기', '비디오 → 텍스트 변환', 'OpenAI로 전송해서 요약/분석', 'create-workflow'];
+
+async function createWorkflow(page: Page) {
+  await page.goto('/');
+  await hydrated(page);
+  await page.getByRole('button', { name: '워크플로우 생성' }).click();
+  await expect(page.locator('.toast').filter({ hasText: '작업 성공' })).toBeVisible();
+}
+
+test('the runs list follows a hello-world run live, and its page shows the four steps', async ({ page }) => {
+  const errors = watchConsole(page);
+  await signUp(page, newEmail('runs'));
+  await createWorkflow(page);
+
+  await page.getByRole('link', { name: 'Runs' }).click();
+  await expect(page).toHaveURL(/\/runs$/);
+  const row = page.locator('tr.run-row').first();
+  await expect(row).toContainText('hello-world');
+  await expect(row).toContainText('test/hello.world');
+  await page.evaluate(() => ((window as any).__noReload = true));
+  // Sleeping or running now; completed a few seconds later, without a reload.
+  await expect(row.locator('.status')).toHaveAttribute('data-status', /queued|running|sleeping/);
+  await expect(row.locator('.status')).toHaveAttribute('data-status', 'completed', { timeout: 15_000 });
+  await expect(page.locator('[data-count-status="completed"] b')).toHaveText('1');
+  expect(await page.evaluate(() => (window as any).__noReload)).toBe(true);
+
+  await row.getByRole('link').click();
+  await expect(page).toHaveURL(/\/runs\/[0-9a-f-]{36}$/);
+  await expect(page.locator('.run-header .status')).toHaveAttribute('data-status', 'completed');
+  await expect(page.locator('li.step .step-name')).toHaveText(STEPS);
+  for (const step of await page.locator('li.step').all()) {
+    await expect(step.locator('.status')).toHaveAttribute('data-status', 'completed');
+    await expect(step.locator('.step-duration')).toHaveText(/\d/);
+  }
+  // The three sleeps each took about a second.
+  await expect(page.locator('li.step').first().locator('.step-duration')).toHaveText(/^1\.\d\d s$/);
+  await expect(page.locator('.two-col pre.json').first()).toContainText('"userId"');
+  expect(errors).toEqual([]);
+});
+
+test('a sleeping run can be cancelled from its page', async ({ page }) => {
+  await signUp(page, newEmail('cancel'));
+  await createWorkflow(page);
+  await page.goto('/runs');
+  await page.locator('tr.run-row').first().getByRole('link').click();
+  await hydrated(page);
+  await expect(page.locator('.run-header .status')).toHaveAttribute('data-status', /sleeping|running|queued/);
+  await expect(page.locator('li.step').first()).toBeVisible();
+  page.once('dialog', (dialog) => dialog.accept());
+  await page.getByRole('button', { name: 'Cancel run' }).click();
+  await expect(page.locator('.run-header .status')).toHaveAttribute('data-status', 'cancelled');
+  await expect(page.getByRole('button', { name: 'Re-run' })).toBeVisible();
+  // It stays cancelled: the background step never creates the workflow.
+  await page.waitForTimeout(3_500);
+  await page.goto('/');
+  await expect(page.locator('.workflow-name').filter({ hasText: 'test-workflow' })).toHaveCount(1);
+  await expect(page.locator('.workflow-name').filter({ hasText: 'workflow-from-inngest' })).toHaveCount(0);
+});
+
+test('sending an event with bad JSON shows the error; a good one lists the event and its run', async ({ page }) => {
+  await signUp(page, newEmail('events'));
+  await page.goto('/events');
+  await hydrated(page);
+  await page.getByLabel('Name').fill('test/hello.world');
+  await page.getByLabel('Data (JSON)').fill('{"userId": ');
+  await page.getByRole('button', { name: 'Send event' }).click();
+  await expect(page.getByRole('alert')).toContainText('not valid JSON');
+
+  await page.getByLabel('Name').fill('not a valid name');
+  await page.getByLabel('Data (JSON)').fill('{}');
+  await page.getByRole('button', { name: 'Send event' }).click();
+  await expect(page.getByRole('alert')).toContainText('not a valid event name');
+
+  await page.getByLabel('Name').fill('app/custom.thing');
+  await page.getByLabel('Data (JSON)').fill(JSON.stringify({ note: 'x'.repeat(400) }));
+  await page.getByRole('button', { name: 'Send event' }).click();
+  const event = page.locator('li.event').first();
+  await expect(event.locator('.event-name')).toHaveText('app/custom.thing');
+  await expect(event).toContainText('triggered no function');
+  // Long payloads are cut in the list, with the whole payload one click away.
+  await expect(event.locator('pre.json')).not.toContainText('x'.repeat(400));
+  await event.getByRole('button', { name: 'show all' }).click();
+  await expect(event.locator('pre.json')).toContainText('x'.repeat(400));
+});
+
+test('a function can be invoked from the functions page', async ({ page }) => {
+  await signUp(page, newEmail('invoke'));
+  await page.goto('/functions');
+  await hydrated(page);
+  const card = page.locator('article.function[data-function="hello-world"]');
+  await expect(card).toContainText('test/hello.world');
+  await expect(card.locator('dd').nth(1)).toHaveText('5');
+  await card.getByLabel('Invoke with data (JSON)').fill('{"userId": "nobody"}');
+  await card.getByRole('button', { name: 'Invoke' }).click();
+  await card.getByRole('link', { name: /^run / }).click();
+  await expect(page).toHaveURL(/\/runs\/[0-9a-f-]{36}$/);
+  await expect(page.locator('.run-header h1')).toHaveText('hello-world');
+});
+
+test("another user's run is not found, in the page and through the API", async ({ browser }) => {
+  const alice = await browser.newPage();
+  await signUp(alice, newEmail('owner'));
+  await createWorkflow(alice);
+  await alice.goto('/runs');
+  await alice.locator('tr.run-row').first().getByRole('link').click();
+  await expect(alice).toHaveURL(/\/runs\/[0-9a-f-]{36}$/);
+  const url = alice.url();
+  const runId = url.split('/').pop()!;
+
+  const context = await browser.newContext();
+  const bob = await context.newPage();
+  await signUp(bob, newEmail('intruder'));
+  await bob.goto(url);
+  await expect(bob.getByRole('heading', { name: 'Run not found' })).toBeVisible();
+
+  for (const fn of ['get_run', 'cancel_run', 'rerun_run']) {
+    const response = await bob.request.post(`/api/${fn}`, { form: { id: runId } });
+    expect(await response.text()).toContain('NotFound');
+  }
+  const list = await bob.request.post('/api/list_runs', { form: { search: runId } });
+  expect(await list.text()).not.toContain(runId);
+  await context.close();
+});

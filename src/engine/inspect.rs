@@ -1,0 +1,224 @@
+//! Read-only views of runs, events and functions, for dashboards. Every query takes the
+//! user the data must belong to: rows of other users are invisible, as if absent.
+use std::collections::HashMap;
+
+use sea_orm::sea_query::{Expr, ExprTrait, Func, Order, Query};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+};
+
+use super::entities::{event, run, step};
+
+/// Filters for [`runs`]; `None` means "any".
+#[derive(Clone, Debug, Default)]
+pub struct RunFilter {
+    pub status: Option<String>,
+    pub function_id: Option<String>,
+    /// A run id or an event id.
+    pub search: Option<String>,
+    /// Only runs older than this run id (the last id of the previous page).
+    pub before: Option<String>,
+    pub limit: u64,
+}
+
+/// A run with the bits a list shows.
+#[derive(Clone, Debug)]
+pub struct RunListing {
+    pub run: run::Model,
+    pub event_name: String,
+    /// The most attempts any of its steps (or its handler) took.
+    pub attempts: i32,
+}
+
+/// The user's runs, newest first, and whether there are more after them.
+pub async fn runs(
+    db: &impl ConnectionTrait,
+    user_id: &str,
+    filter: &RunFilter,
+) -> Result<(Vec<RunListing>, bool), DbErr> {
+    let mut query = run::Entity::find()
+        .filter(run::Column::UserId.eq(user_id))
+        .order_by(run::Column::Id, Order::Desc)
+        .limit(filter.limit + 1);
+    if let Some(status) = &filter.status {
+        query = query.filter(run::Column::Status.eq(status));
+    }
+    if let Some(function_id) = &filter.function_id {
+        query = query.filter(run::Column::FunctionId.eq(function_id));
+    }
+    if let Some(search) = filter
+        .search
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        query = query.filter(
+            run::Column::Id
+                .eq(search)
+                .or(run::Column::EventId.eq(search)),
+        );
+    }
+    if let Some(before) = &filter.before {
+        query = query.filter(run::Column::Id.lt(before));
+    }
+    let mut rows = query.all(db).await?;
+    let more = rows.len() as u64 > filter.limit;
+    rows.truncate(filter.limit as usize);
+    listings(db, rows).await.map(|l| (l, more))
+}
+
+async fn listings(
+    db: &impl ConnectionTrait,
+    rows: Vec<run::Model>,
+) -> Result<Vec<RunListing>, DbErr> {
+    let event_ids: Vec<String> = rows.iter().map(|r| r.event_id.clone()).collect();
+    let names: HashMap<String, String> = event::Entity::find()
+        .select_only()
+        .column(event::Column::Id)
+        .column(event::Column::Name)
+        .filter(event::Column::Id.is_in(event_ids))
+        .into_tuple::<(String, String)>()
+        .all(db)
+        .await?
+        .into_iter()
+        .collect();
+    let run_ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+    let attempts: HashMap<String, i32> = step::Entity::find()
+        .select_only()
+        .column(step::Column::RunId)
+        .column_as(step::Column::Attempts.max(), "attempts")
+        .filter(step::Column::RunId.is_in(run_ids))
+        .group_by(step::Column::RunId)
+        .into_tuple::<(String, i32)>()
+        .all(db)
+        .await?
+        .into_iter()
+        .collect();
+    Ok(rows
+        .into_iter()
+        .map(|run| RunListing {
+            event_name: names.get(&run.event_id).cloned().unwrap_or_default(),
+            attempts: std::cmp::max(
+                attempts.get(&run.id).copied().unwrap_or(0),
+                run.attempts + i32::from(run.claims > 0),
+            ),
+            run,
+        })
+        .collect())
+}
+
+/// How many of the user's runs are in each state (optionally of one function).
+pub async fn counts(
+    db: &impl ConnectionTrait,
+    user_id: &str,
+    function_id: Option<&str>,
+) -> Result<Vec<(String, i64)>, DbErr> {
+    let mut query = Query::select();
+    query
+        .column(run::Column::Status)
+        .expr(Func::count(Expr::col(run::Column::Id)))
+        .from(run::Entity)
+        .and_where(Expr::col(run::Column::UserId).eq(user_id))
+        .group_by_col(run::Column::Status);
+    if let Some(function_id) = function_id {
+        query.and_where(Expr::col(run::Column::FunctionId).eq(function_id));
+    }
+    db.query_all(&query)
+        .await?
+        .iter()
+        .map(|row| Ok((row.try_get_by_index(0)?, row.try_get_by_index(1)?)))
+        .collect()
+}
+
+/// Run counts by function and state, for the user.
+pub async fn counts_by_function(
+    db: &impl ConnectionTrait,
+    user_id: &str,
+) -> Result<Vec<(String, String, i64)>, DbErr> {
+    let mut query = Query::select();
+    query
+        .column(run::Column::FunctionId)
+        .column(run::Column::Status)
+        .expr(Func::count(Expr::col(run::Column::Id)))
+        .from(run::Entity)
+        .and_where(Expr::col(run::Column::UserId).eq(user_id))
+        .group_by_col(run::Column::FunctionId)
+        .group_by_col(run::Column::Status);
+    db.query_all(&query)
+        .await?
+        .iter()
+        .map(|row| {
+            Ok((
+                row.try_get_by_index(0)?,
+                row.try_get_by_index(1)?,
+                row.try_get_by_index(2)?,
+            ))
+        })
+        .collect()
+}
+
+/// One run of the user's, with its event and steps in order.
+pub async fn run_detail(
+    db: &impl ConnectionTrait,
+    user_id: &str,
+    run_id: &str,
+) -> Result<Option<(RunListing, event::Model, Vec<step::Model>)>, DbErr> {
+    let Some(run) = run::Entity::find_by_id(run_id.to_string())
+        .filter(run::Column::UserId.eq(user_id))
+        .one(db)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let Some(event) = event::Entity::find_by_id(run.event_id.clone())
+        .one(db)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let steps = step::Entity::find()
+        .filter(step::Column::RunId.eq(run_id))
+        .order_by_asc(step::Column::Position)
+        .all(db)
+        .await?;
+    let listing = listings(db, vec![run]).await?.pop();
+    Ok(listing.map(|l| (l, event, steps)))
+}
+
+/// The user's events, newest first, each with the runs it triggered.
+pub async fn events(
+    db: &impl ConnectionTrait,
+    user_id: &str,
+    before: Option<&str>,
+    limit: u64,
+) -> Result<(Vec<(event::Model, Vec<run::Model>)>, bool), DbErr> {
+    let mut query = event::Entity::find()
+        .filter(event::Column::UserId.eq(user_id))
+        .order_by(event::Column::Id, Order::Desc)
+        .limit(limit + 1);
+    if let Some(before) = before {
+        query = query.filter(event::Column::Id.lt(before));
+    }
+    let mut rows = query.all(db).await?;
+    let more = rows.len() as u64 > limit;
+    rows.truncate(limit as usize);
+    let ids: Vec<String> = rows.iter().map(|e| e.id.clone()).collect();
+    let mut runs: HashMap<String, Vec<run::Model>> = HashMap::new();
+    for run in run::Entity::find()
+        .filter(run::Column::EventId.is_in(ids))
+        .order_by_asc(run::Column::Id)
+        .all(db)
+        .await?
+    {
+        runs.entry(run.event_id.clone()).or_default().push(run);
+    }
+    Ok((
+        rows.into_iter()
+            .map(|e| {
+                let r = runs.remove(&e.id).unwrap_or_default();
+                (e, r)
+            })
+            .collect(),
+        more,
+    ))
+}

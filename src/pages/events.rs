@@ -1,0 +1,120 @@
+//! `/events`: the user's recent events, the runs each triggered, and a form to send one.
+use leptos::prelude::*;
+use leptos_router::components::{Redirect, A};
+use leptos_router::hooks::use_query_map;
+
+use crate::api::runs::{list_events, EventRow, GetEvent, SendEvent};
+use crate::components::form_error::{action_error, FormError};
+use crate::components::live::use_live_runs;
+use crate::components::nav::Nav;
+use crate::components::status::StatusBadge;
+use crate::components::time::format_time;
+use crate::components::toast::use_toaster;
+use crate::error::AppError;
+
+/// The events page.
+#[component]
+pub fn EventsPage() -> impl IntoView {
+    let query = use_query_map();
+    let before = move || query.with(|q| q.get("before")).filter(|v| !v.is_empty());
+    let send = ServerAction::<SendEvent>::new();
+    let live = use_live_runs();
+    let toaster = use_toaster();
+    let events = Resource::new(
+        move || (before(), send.version().get(), live.last.get()),
+        |(before, _, _)| list_events(before),
+    );
+    Effect::new(move |_| {
+        if let Some(Ok(_)) = send.value().get() {
+            toaster.success("이벤트 전송됨");
+        }
+    });
+
+    view! {
+        <Nav />
+        <section class="card">
+            <h1>"Send an event"</h1>
+            <ActionForm action=send attr:class="send-event">
+                <label>
+                    "Name"
+                    <input type="text" name="name" placeholder="test/hello.world" required />
+                </label>
+                <label>
+                    "Data (JSON)"
+                    <textarea name="data" rows="4" placeholder=r#"{"email": "me@example.com"}"#></textarea>
+                </label>
+                <FormError error=action_error(send) />
+                <button type="submit" class="primary" disabled=move || send.pending().get()>"Send event"</button>
+            </ActionForm>
+        </section>
+        <section class="card">
+            <h1>"Events"</h1>
+            <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
+                {move || Suspend::new(async move {
+                    match events.await {
+                        Ok(page) => {
+                            let next = page.next.clone();
+                            view! {
+                                {if page.events.is_empty() {
+                                    view! { <p class="muted">"No events yet."</p> }.into_any()
+                                } else {
+                                    view! {
+                                        <ul class="events">
+                                            {page.events.into_iter().map(|e| view! { <EventLine row=e /> }).collect_view()}
+                                        </ul>
+                                    }.into_any()
+                                }}
+                                {next.map(|n| view! { <p class="pager"><a href=format!("/events?before={n}")>"Older →"</a></p> })}
+                            }.into_any()
+                        }
+                        Err(AppError::Unauthorized) => view! { <Redirect path="/signin" /> }.into_any(),
+                        Err(err) => view! { <p class="form-error">{err.to_string()}</p> }.into_any(),
+                    }
+                })}
+            </Transition>
+        </section>
+    }
+}
+
+#[component]
+fn EventLine(row: EventRow) -> impl IntoView {
+    let full = ServerAction::<GetEvent>::new();
+    let id = row.event.id.clone();
+    let preview = row.event.data.clone();
+    let data = move || match full.value().get() {
+        Some(Ok(event)) => event.data,
+        _ => preview.clone(),
+    };
+    let expanded = move || matches!(full.value().get(), Some(Ok(_)));
+    view! {
+        <li class="event" data-event-id=row.event.id.clone()>
+            <div class="event-head">
+                <code class="event-name">{row.event.name.clone()}</code>
+                <span class="muted">{format_time(row.event.ts)}</span>
+                <span class="muted"><code>{row.event.id.clone()}</code></span>
+            </div>
+            <pre class="json">{data}</pre>
+            {row.truncated.then(|| view! {
+                <button class="link" hidden=expanded on:click=move |_| { full.dispatch(GetEvent { id: id.clone() }); }>
+                    "show all"
+                </button>
+            })}
+            <div class="triggered">
+                {if row.runs.is_empty() {
+                    view! { <span class="muted">"triggered no function"</span> }.into_any()
+                } else {
+                    row.runs
+                        .into_iter()
+                        .map(|r| view! {
+                            <A href=format!("/runs/{}", r.id)>
+                                <StatusBadge status=r.status.clone() />
+                                " " {r.function_id.clone()}
+                            </A>
+                        })
+                        .collect_view()
+                        .into_any()
+                }}
+            </div>
+        </li>
+    }
+}

@@ -1,0 +1,73 @@
+//! `/functions`: the registered functions, their settings and run counts; invoke one.
+use leptos::prelude::*;
+use leptos_router::components::{Redirect, A};
+
+use crate::api::runs::{list_functions, FunctionView, InvokeFunction};
+use crate::components::form_error::{action_error, FormError};
+use crate::components::live::use_live_runs;
+use crate::components::nav::Nav;
+use crate::components::status::StatusBadge;
+use crate::error::AppError;
+
+/// The functions page.
+#[component]
+pub fn FunctionsPage() -> impl IntoView {
+    let live = use_live_runs();
+    let functions = Resource::new(move || live.finished.get(), |_| list_functions());
+    view! {
+        <Nav />
+        <section class="card">
+            <h1>"Functions"</h1>
+            <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
+                {move || Suspend::new(async move {
+                    match functions.await {
+                        Ok(list) => list.into_iter().map(|f| view! { <FunctionCard function=f /> }).collect_view().into_any(),
+                        Err(AppError::Unauthorized) => view! { <Redirect path="/signin" /> }.into_any(),
+                        Err(err) => view! { <p class="form-error">{err.to_string()}</p> }.into_any(),
+                    }
+                })}
+            </Transition>
+        </section>
+    }
+}
+
+#[component]
+fn FunctionCard(function: FunctionView) -> impl IntoView {
+    let invoke = ServerAction::<InvokeFunction>::new();
+    let id = function.id.clone();
+    view! {
+        <article class="function" data-function=function.id.clone()>
+            <h2><code>{function.id.clone()}</code></h2>
+            <dl class="facts">
+                <dt>"Triggers"</dt>
+                <dd>{function.triggers.iter().map(|t| view! { <code class="trigger">{t.clone()}</code> " " }).collect_view()}</dd>
+                <dt>"Retries"</dt>
+                <dd>{function.retries}</dd>
+                <dt>"Runs"</dt>
+                <dd class="counts">
+                    {if function.counts.is_empty() {
+                        view! { <span class="muted">"none yet"</span> }.into_any()
+                    } else {
+                        function.counts.iter().map(|(status, n)| view! {
+                            <a class="chip" href=format!("/runs?function={}&status={status}", function.id)>
+                                <StatusBadge status=status.clone() /> <b>{*n}</b>
+                            </a>
+                        }).collect_view().into_any()
+                    }}
+                </dd>
+            </dl>
+            <ActionForm action=invoke attr:class="invoke">
+                <input type="hidden" name="function" value=id />
+                <label>
+                    "Invoke with data (JSON)"
+                    <textarea name="data" rows="2" placeholder="{}"></textarea>
+                </label>
+                <FormError error=action_error(invoke) />
+                <button type="submit" class="secondary" disabled=move || invoke.pending().get()>"Invoke"</button>
+                {move || invoke.value().get().and_then(Result::ok).map(|run| view! {
+                    <p>"Started " <A href=format!("/runs/{run}")>"run " {run.clone()}</A></p>
+                })}
+            </ActionForm>
+        </article>
+    }
+}

@@ -1,0 +1,229 @@
+//! `/runs/:id`: one run — its event, output or error, and the step timeline — live.
+use leptos::prelude::*;
+use leptos_router::components::{Redirect, A};
+use leptos_router::hooks::{use_navigate, use_params_map};
+
+use crate::api::runs::{get_run, CancelRun, RerunRun, RunDetail, StepView};
+use crate::components::form_error::{action_error, FormError};
+use crate::components::live::use_live_runs;
+use crate::components::nav::Nav;
+use crate::components::status::StatusBadge;
+use crate::components::time::{format_duration, format_time};
+use crate::error::AppError;
+
+/// The run page.
+#[component]
+pub fn RunPage() -> impl IntoView {
+    let params = use_params_map();
+    let id = move || params.with(|p| p.get("id")).unwrap_or_default();
+    let live = use_live_runs();
+    let cancel = ServerAction::<CancelRun>::new();
+    let rerun = ServerAction::<RerunRun>::new();
+    // Refetch when this run moves, or after our own actions.
+    let mine = Memo::new(move |_| live.last.get().filter(|n| n.run_id == id()));
+    let detail = Resource::new(
+        move || (id(), mine.get(), cancel.version().get()),
+        |(id, _, _)| get_run(id),
+    );
+
+    let navigate = use_navigate();
+    Effect::new(move |_| {
+        if let Some(Ok(new_id)) = rerun.value().get() {
+            navigate(&format!("/runs/{new_id}"), Default::default());
+        }
+    });
+
+    view! {
+        <Nav />
+        <Transition fallback=|| view! { <section class="card"><p class="muted">"Loading…"</p></section> }>
+            {move || Suspend::new(async move {
+                match detail.await {
+                    Ok(detail) => view! { <RunView detail=detail cancel=cancel rerun=rerun /> }.into_any(),
+                    Err(AppError::Unauthorized) => view! { <Redirect path="/signin" /> }.into_any(),
+                    Err(AppError::NotFound) => view! {
+                        <section class="card">
+                            <h1>"Run not found"</h1>
+                            <p><A href="/runs">"All runs"</A></p>
+                        </section>
+                    }.into_any(),
+                    Err(err) => view! { <section class="card"><p class="form-error">{err.to_string()}</p></section> }.into_any(),
+                }
+            })}
+        </Transition>
+    }
+}
+
+fn confirmed(question: &str) -> bool {
+    window().confirm_with_message(question).unwrap_or(false)
+}
+
+#[component]
+fn RunView(
+    detail: RunDetail,
+    cancel: ServerAction<CancelRun>,
+    rerun: ServerAction<RerunRun>,
+) -> impl IntoView {
+    let run = detail.run.clone();
+    let live = matches!(run.status.as_str(), "queued" | "running" | "sleeping");
+    let run_id = run.id.clone();
+    let on_cancel = {
+        let id = run_id.clone();
+        move |_| {
+            if confirmed("Cancel this run? It stops at its next step.") {
+                cancel.dispatch(CancelRun { id: id.clone() });
+            }
+        }
+    };
+    let on_rerun = {
+        let id = run_id.clone();
+        move |_| {
+            if confirmed("Run this function again for the same event?") {
+                rerun.dispatch(RerunRun { id: id.clone() });
+            }
+        }
+    };
+    let duration = match (run.started_at, run.ended_at) {
+        (Some(start), Some(end)) => format_duration(end - start),
+        (Some(start), None) => format!("{} so far", format_duration(detail.now - start)),
+        _ => "not started".to_string(),
+    };
+    view! {
+        <section class="card">
+            <header class="run-header">
+                <div>
+                    <h1>{run.function_id.clone()}</h1>
+                    <p class="muted"><code>{run.id.clone()}</code></p>
+                </div>
+                <StatusBadge status=run.status.clone() />
+            </header>
+            <dl class="facts">
+                <dt>"Event"</dt><dd><code>{run.event_name.clone()}</code></dd>
+                <dt>"Queued"</dt><dd>{format_time(run.created_at)}</dd>
+                <dt>"Started"</dt><dd>{run.started_at.map(format_time).unwrap_or_else(|| "—".into())}</dd>
+                <dt>"Ended"</dt><dd>{run.ended_at.map(format_time).unwrap_or_else(|| "—".into())}</dd>
+                <dt>"Duration"</dt><dd>{duration}</dd>
+                <dt>"Attempts"</dt><dd>{run.attempts}</dd>
+                {run.rerun_of.clone().map(|of| view! {
+                    <dt>"Re-run of"</dt><dd><A href=format!("/runs/{of}")>{of.clone()}</A></dd>
+                })}
+            </dl>
+            <div class="actions">
+                {live.then(|| view! { <button class="danger" on:click=on_cancel disabled=move || cancel.pending().get()>"Cancel run"</button> })}
+                {(!live).then(|| view! { <button class="secondary" on:click=on_rerun disabled=move || rerun.pending().get()>"Re-run"</button> })}
+            </div>
+            <FormError error=action_error(cancel) />
+            <FormError error=action_error(rerun) />
+        </section>
+        <section class="card">
+            <h2>"Steps"</h2>
+            <Timeline detail=detail.clone() />
+        </section>
+        <section class="card two-col">
+            <div>
+                <h2>"Event payload"</h2>
+                <pre class="json">{detail.event.data.clone()}</pre>
+            </div>
+            <div>
+                <h2>{if detail.error.is_some() { "Error" } else { "Output" }}</h2>
+                {match (detail.output.clone(), detail.error.clone()) {
+                    (_, Some(error)) => view! { <pre class="json error-text">{error}</pre> }.into_any(),
+                    (Some(output), None) => view! { <pre class="json">{output}</pre> }.into_any(),
+                    (None, None) => view! { <p class="muted">"No output yet."</p> }.into_any(),
+                }}
+            </div>
+        </section>
+    }
+}
+
+/// The steps as bars on one time axis, from the run's start to its end (or now).
+#[component]
+fn Timeline(detail: RunDetail) -> impl IntoView {
+    if detail.steps.is_empty() {
+        return view! { <p class="muted">"No steps yet."</p> }.into_any();
+    }
+    let start = detail.run.started_at.unwrap_or(detail.run.created_at).min(
+        detail
+            .steps
+            .iter()
+            .map(|s| s.started_at)
+            .min()
+            .unwrap_or(i64::MAX),
+    );
+    let end = detail
+        .steps
+        .iter()
+        .map(|s| step_end(s, detail.now))
+        .chain(detail.run.ended_at)
+        .max()
+        .unwrap_or(detail.now)
+        .max(start + 1);
+    let span = (end - start) as f64;
+    let steps = detail
+        .steps
+        .into_iter()
+        .map(|step| {
+            let left = (step.started_at - start) as f64 / span * 100.0;
+            let width =
+                ((step_end(&step, detail.now) - step.started_at) as f64 / span * 100.0).max(0.6);
+            view! { <StepLine step=step now=detail.now left=left width=width /> }
+        })
+        .collect_view();
+    view! {
+        <ol class="timeline">{steps}</ol>
+        <p class="axis muted">
+            <span>{format_time(start)}</span>
+            <span>{format_duration(end - start)}</span>
+        </p>
+    }
+    .into_any()
+}
+
+/// Where a step's bar ends: its end, its wake time if asleep, or now if still going.
+fn step_end(step: &StepView, now: i64) -> i64 {
+    step.ended_at
+        .or(step.wake_at.filter(|_| step.status == "sleeping"))
+        .unwrap_or(now)
+}
+
+#[component]
+fn StepLine(step: StepView, now: i64, left: f64, width: f64) -> impl IntoView {
+    let duration = format_duration(step_end(&step, now) - step.started_at);
+    let wakes = (step.status == "sleeping")
+        .then(|| {
+            step.wake_at
+                .map(|at| format!("wakes at {}", format_time(at)))
+        })
+        .flatten();
+    let has_details = step.output.is_some() || !step.errors.is_empty();
+    view! {
+        <li class="step" data-step=step.name.clone() data-status=step.status.clone()>
+            <div class="step-head">
+                <span class="step-name">{step.name.clone()}</span>
+                <span class="step-kind">{step.kind.clone()}</span>
+                <StatusBadge status=step.status.clone() />
+                <span class="muted">{format!("{} attempt{}", step.attempts, if step.attempts == 1 { "" } else { "s" })}</span>
+                <span class="step-duration">{duration}</span>
+                {wakes.map(|w| view! { <span class="muted">{w}</span> })}
+            </div>
+            <div class="bar-track">
+                <div
+                    class=format!("bar bar-{}", step.status)
+                    style=format!("margin-left: {left:.2}%; width: {width:.2}%")
+                ></div>
+            </div>
+            {has_details.then(|| view! {
+                <details>
+                    <summary>"details"</summary>
+                    <p class="muted">{format!("started {}", format_time(step.started_at))}
+                        {step.ended_at.map(|e| format!(", ended {}", format_time(e)))}</p>
+                    {step.output.clone().map(|o| view! { <pre class="json">{o}</pre> })}
+                    {(!step.errors.is_empty()).then(|| view! {
+                        <ol class="attempt-errors">
+                            {step.errors.iter().map(|e| view! { <li class="error-text">{e.clone()}</li> }).collect_view()}
+                        </ol>
+                    })}
+                </details>
+            })}
+        </li>
+    }
+}
