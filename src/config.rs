@@ -12,6 +12,9 @@ pub struct Config {
     pub session_ttl: Duration,
     /// `NODEBASE_WORKERS`: background runs executing at once in this process (default 32).
     pub workers: usize,
+    /// `NODEBASE_RETENTION_DAYS`: finished runs and their events are deleted after this
+    /// many days (default 30; 0 keeps them forever).
+    pub retention: Option<Duration>,
 }
 
 impl Config {
@@ -36,8 +39,16 @@ impl Config {
                 })?,
                 Err(_) => 32,
             };
+        let retention_days: u64 = match std::env::var("NODEBASE_RETENTION_DAYS") {
+            Ok(v) => v.parse().map_err(|_| {
+                format!("NODEBASE_RETENTION_DAYS must be a whole number, got {v:?}")
+            })?,
+            Err(_) => 30,
+        };
         Ok(Config {
             workers,
+            retention: (retention_days > 0)
+                .then(|| Duration::from_secs(retention_days * 24 * 3600)),
             database_url,
             secure_cookies,
             session_ttl: Duration::from_secs(session_days * 24 * 3600),

@@ -14,7 +14,13 @@ struct Cli {
 #[derive(clap::Subcommand)]
 enum Command {
     /// Serve the app and run the background workers (the default).
-    Serve,
+    Serve {
+        /// all: pages and workers; web: pages only; worker: workers only.
+        #[arg(long, value_enum, default_value = "all", env = "NODEBASE_ROLE")]
+        role: nodebase::server::Role,
+    },
+    /// Run background workers only (the same as `serve --role worker`).
+    Worker,
     /// Measure the engine on a fresh database and print the figures.
     Bench(nodebase::bench::BenchArgs),
 }
@@ -36,7 +42,9 @@ async fn main() -> std::process::ExitCode {
         )
         .init();
     let result = match cli.command {
-        None | Some(Command::Serve) => nodebase::server::serve().await,
+        None => nodebase::server::serve(nodebase::server::Role::All).await,
+        Some(Command::Serve { role }) => nodebase::server::serve(role).await,
+        Some(Command::Worker) => nodebase::server::serve(nodebase::server::Role::Worker).await,
         Some(Command::Bench(args)) => nodebase::bench::run(args).await,
     };
     match result {

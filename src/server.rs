@@ -30,9 +30,20 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Runs the web server and the workers until Ctrl-C or SIGTERM, then stops both
-/// gracefully: open streams end, in-flight runs finish or are handed back.
-pub async fn serve() -> Result<(), StartError> {
+/// What a process does; many processes can share one PostgreSQL database.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    /// Serve pages and run background workers (the default).
+    All,
+    /// Serve pages only; runs are executed by worker processes.
+    Web,
+    /// Run background workers only.
+    Worker,
+}
+
+/// Runs the process in `role` until Ctrl-C or SIGTERM, then stops gracefully: open
+/// streams end, in-flight runs finish or are handed back.
+pub async fn serve(role: Role) -> Result<(), StartError> {
     let config = Config::from_env()?;
     let db = crate::db::connect(&config.database_url)
         .await
@@ -42,7 +53,20 @@ pub async fn serve() -> Result<(), StartError> {
         .map_err(|e| format!("migrations failed: {e}"))?;
 
     let engine = build_engine(&db, &config)?;
-    let workers = engine.start();
+    if role == Role::Worker {
+        let workers = engine.start();
+        tracing::info!(
+            worker = engine.worker_id(),
+            "running background workers only"
+        );
+        shutdown_signal().await;
+        workers.shutdown().await;
+        return Ok(());
+    }
+    let (workers, notifications) = match role {
+        Role::Web => (None, Some(engine.listen())),
+        _ => (Some(engine.start()), None),
+    };
 
     let mut leptos_options = get_configuration(None)?.leptos_options;
     if leptos_options.output_name.is_empty() {
@@ -69,7 +93,12 @@ pub async fn serve() -> Result<(), StartError> {
             let _ = stop.send(true);
         })
         .await?;
-    workers.shutdown().await;
+    if let Some(workers) = workers {
+        workers.shutdown().await;
+    }
+    if let Some(notifications) = notifications {
+        notifications.stop().await;
+    }
     Ok(())
 }
 
@@ -80,6 +109,7 @@ pub fn build_engine(
 ) -> Result<Engine, StartError> {
     let mut builder = Engine::builder(db.clone()).config(EngineConfig {
         workers: config.workers,
+        retention: config.retention,
         ..EngineConfig::default()
     });
     for function in crate::functions::all(db) {

@@ -152,7 +152,7 @@ async fn killed_mid_step_then_finished_by_a_new_worker() {
     );
 
     // A new worker (this process) takes over once the lease lapses.
-    let mut updates = engine.subscribe();
+    let mut updates = common::Updates::new(engine.subscribe());
     let workers = engine.start();
     common::wait_for(&mut updates, &run_id, RunStatus::Completed).await;
     workers.shutdown().await;

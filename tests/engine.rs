@@ -79,7 +79,7 @@ async fn a_steps_closure_runs_once_across_replays() {
         .clock(clock.clone())
         .build()
         .unwrap();
-    let mut updates = engine.subscribe();
+    let mut updates = common::Updates::new(engine.subscribe());
     let workers = engine.start();
 
     let receipt = engine
@@ -135,7 +135,7 @@ async fn consecutive_steps_run_in_one_invocation_and_repeated_ids_get_a_suffix()
         .config(fast())
         .build()
         .unwrap();
-    let mut updates = engine.subscribe();
+    let mut updates = common::Updates::new(engine.subscribe());
     let workers = engine.start();
     let receipt = engine
         .send(&t.db, NewEvent::new("test/three", json!(null)))
@@ -183,7 +183,7 @@ async fn a_step_failing_twice_then_succeeding_completes_with_three_attempts() {
         .config(fast())
         .build()
         .unwrap();
-    let mut updates = engine.subscribe();
+    let mut updates = common::Updates::new(engine.subscribe());
     let workers = engine.start();
     let receipt = engine
         .send(&t.db, NewEvent::new("test/flaky", json!({})))
@@ -219,7 +219,7 @@ async fn a_non_retriable_error_fails_the_run_at_once() {
         .config(fast())
         .build()
         .unwrap();
-    let mut updates = engine.subscribe();
+    let mut updates = common::Updates::new(engine.subscribe());
     let workers = engine.start();
     let receipt = engine
         .send(&t.db, NewEvent::new("test/fatal", json!({})))
@@ -261,7 +261,7 @@ async fn spent_retries_fail_the_run_with_the_last_error() {
         .config(fast())
         .build()
         .unwrap();
-    let mut updates = engine.subscribe();
+    let mut updates = common::Updates::new(engine.subscribe());
     let workers = engine.start();
     let receipt = engine
         .send(&t.db, NewEvent::new("test/doomed", json!({})))
@@ -309,7 +309,7 @@ async fn retry_after_sets_the_next_attempt_time() {
         .clock(clock.clone())
         .build()
         .unwrap();
-    let mut updates = engine.subscribe();
+    let mut updates = common::Updates::new(engine.subscribe());
     let workers = engine.start();
     let receipt = engine
         .send(&t.db, NewEvent::new("test/later", json!({})))
@@ -339,7 +339,7 @@ async fn a_failing_handler_outside_steps_is_retried_then_failed() {
         .config(fast())
         .build()
         .unwrap();
-    let mut updates = engine.subscribe();
+    let mut updates = common::Updates::new(engine.subscribe());
     let workers = engine.start();
     let receipt = engine
         .send(&t.db, NewEvent::new("test/broken", json!({})))
@@ -384,7 +384,7 @@ async fn a_sleeping_run_wakes_and_completes_after_a_restart() {
         .clock(clock.clone())
         .build()
         .unwrap();
-    let mut updates = first.subscribe();
+    let mut updates = common::Updates::new(first.subscribe());
     let workers = first.start();
     let receipt = first
         .send(&t.db, NewEvent::new("test/sleep", json!({})))
@@ -405,7 +405,7 @@ async fn a_sleeping_run_wakes_and_completes_after_a_restart() {
         .clock(clock.clone())
         .build()
         .unwrap();
-    let mut updates = second.subscribe();
+    let mut updates = common::Updates::new(second.subscribe());
     let workers = second.start();
     wait_for(&mut updates, &run_id, RunStatus::Completed).await;
     workers.shutdown().await;
@@ -542,7 +542,7 @@ async fn cancelling_a_sleeping_run_stops_it_for_good() {
         .clock(clock.clone())
         .build()
         .unwrap();
-    let mut updates = engine.subscribe();
+    let mut updates = common::Updates::new(engine.subscribe());
     let workers = engine.start();
     let receipt = engine
         .send(&t.db, NewEvent::new("test/cancel", json!({})))
@@ -667,7 +667,7 @@ async fn a_run_whose_lease_lapsed_is_finished_by_another_worker() {
         })
         .build()
         .unwrap();
-    let mut updates = healthy.subscribe();
+    let mut updates = common::Updates::new(healthy.subscribe());
     let healthy_workers = healthy.start();
     wait_for(&mut updates, &receipt.run_ids[0], RunStatus::Completed).await;
 
@@ -777,7 +777,7 @@ async fn one_event_triggers_one_run_per_function() {
         .config(fast())
         .build()
         .unwrap();
-    let mut updates = engine.subscribe();
+    let mut updates = common::Updates::new(engine.subscribe());
     let workers = engine.start();
     let receipt = engine
         .send(&t.db, NewEvent::new("test/fanout", json!({})))
@@ -809,4 +809,69 @@ async fn duplicate_function_ids_and_bad_triggers_are_refused() {
         .function(Function::new("lonely", |_| async { Ok(json!(1)) }))
         .build();
     assert!(matches!(untriggered, Err(EngineError::InvalidFunction(_))));
+}
+
+#[tokio::test]
+async fn pruning_deletes_old_finished_runs_and_keeps_the_rest() {
+    let t = test_db().await;
+    let clock = Arc::new(ManualClock::new(100_000_000));
+    let function = Function::new("prune", |ctx| async move {
+        if ctx.event.data["sleep"].as_bool() == Some(true) {
+            ctx.step
+                .sleep("long", Duration::from_secs(86_400 * 365))
+                .await?;
+        }
+        ctx.step.run("work", || async { Ok(1) }).await?;
+        Ok(json!(null))
+    })
+    .trigger("test/prune");
+    let engine = Engine::builder(t.db.clone())
+        .function(function)
+        .config(EngineConfig {
+            retention: None,
+            ..fast()
+        })
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let mut updates = common::Updates::new(engine.subscribe());
+    let workers = engine.start();
+    let old = engine
+        .send_many(
+            &t.db,
+            (0..3)
+                .map(|_| NewEvent::new("test/prune", json!({})))
+                .collect(),
+        )
+        .await
+        .unwrap();
+    let asleep = engine
+        .send(&t.db, NewEvent::new("test/prune", json!({ "sleep": true })))
+        .await
+        .unwrap();
+    let old_ids: Vec<String> = old.iter().map(|r| r.run_ids[0].clone()).collect();
+    wait_for_all(&mut updates, &old_ids, RunStatus::Completed).await;
+    wait_for(&mut updates, &asleep.run_ids[0], RunStatus::Sleeping).await;
+    clock.advance(10 * 86_400_000);
+    let fresh = engine
+        .send(&t.db, NewEvent::new("test/prune", json!({})))
+        .await
+        .unwrap();
+    wait_for(&mut updates, &fresh.run_ids[0], RunStatus::Completed).await;
+    workers.shutdown().await;
+
+    let (runs, events) = engine.prune(Duration::from_secs(7 * 86_400)).await.unwrap();
+    assert_eq!((runs, events), (3, 3));
+    let left: Vec<String> = run::Entity::find()
+        .all(&t.db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(left.len(), 2);
+    assert!(left.contains(&asleep.run_ids[0]) && left.contains(&fresh.run_ids[0]));
+    assert_eq!(event::Entity::find().count(&t.db).await.unwrap(), 2);
+    // Their steps went with them.
+    assert_eq!(step::Entity::find().count(&t.db).await.unwrap(), 2);
 }

@@ -4,6 +4,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261125_000001_auth_and_workflows;
 mod m20261125_000002_engine;
+mod m20261125_000003_retention;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -14,6 +15,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261125_000001_auth_and_workflows::Migration),
             Box::new(m20261125_000002_engine::Migration),
+            Box::new(m20261125_000003_retention::Migration),
         ]
     }
 }

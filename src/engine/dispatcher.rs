@@ -46,10 +46,18 @@ pub(crate) fn start(inner: Arc<Inner>) -> Workers {
     let (stop, stopped) = watch::channel(false);
     let (completer, completer_task) = completer::start(inner.clone());
     let in_flight: InFlight = Arc::default();
-    let housekeeping = vec![
+    let mut housekeeping = vec![
         tokio::spawn(heartbeat(inner.clone(), in_flight.clone(), stopped.clone())),
         tokio::spawn(rescuer(inner.clone(), stopped.clone())),
     ];
+    housekeeping.extend(super::notifier::start(inner.clone(), stopped.clone()));
+    if let Some(retention) = inner.config.retention {
+        housekeeping.push(tokio::spawn(pruner(
+            inner.clone(),
+            retention,
+            stopped.clone(),
+        )));
+    }
     let dispatcher = tokio::spawn(dispatch(inner, completer, in_flight, stopped));
     Workers {
         stop,
@@ -125,7 +133,7 @@ async fn dispatch(
     }
     let unfinished: Vec<String> = lock(&in_flight).drain().collect();
     match store::release(&inner, unfinished).await {
-        Ok(updates) => publish(&inner, updates),
+        Ok(updates) => publish(&inner, updates).await,
         Err(err) => {
             tracing::warn!(error = %err, "could not hand back runs; their leases will lapse")
         }
@@ -136,7 +144,11 @@ fn lock(in_flight: &InFlight) -> std::sync::MutexGuard<'_, HashSet<String>> {
     in_flight.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn publish(inner: &Inner, updates: Vec<RunUpdate>) {
+/// Tells this process's subscribers, and (on PostgreSQL) the other processes.
+async fn publish(inner: &Inner, updates: Vec<RunUpdate>) {
+    if let Err(err) = super::notifier::announce(&inner.db, &inner.worker_id, &updates).await {
+        tracing::warn!(error = %err, "could not announce run updates to other processes");
+    }
     for update in updates {
         let _ = inner.updates.send(update);
     }
@@ -180,13 +192,19 @@ async fn claim_and_spawn(
             return Err(err);
         }
     };
+    publish(
+        inner,
+        runs.iter()
+            .map(|run| RunUpdate {
+                run_id: run.id.clone(),
+                function_id: run.function_id.clone(),
+                user_id: run.user_id.clone(),
+                status: RunStatus::Running,
+            })
+            .collect(),
+    )
+    .await;
     for run in runs {
-        let _ = inner.updates.send(RunUpdate {
-            run_id: run.id.clone(),
-            function_id: run.function_id.clone(),
-            user_id: run.user_id.clone(),
-            status: RunStatus::Running,
-        });
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             break; // cannot happen: we claimed no more than the free slots
         };
@@ -308,7 +326,7 @@ async fn rescuer(inner: Arc<Inner>, mut stopped: watch::Receiver<bool>) {
         match store::rescue(&inner).await {
             Ok(updates) if !updates.is_empty() => {
                 tracing::info!(runs = updates.len(), "rescued runs whose lease lapsed");
-                publish(&inner, updates);
+                publish(&inner, updates).await;
                 inner.wake.notify_one();
             }
             Ok(_) => {}
@@ -316,6 +334,22 @@ async fn rescuer(inner: Arc<Inner>, mut stopped: watch::Receiver<bool>) {
         }
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
+            _ = stopped.changed() => return,
+        }
+    }
+}
+
+/// Deletes finished runs past the retention age, now and then.
+async fn pruner(inner: Arc<Inner>, retention: Duration, mut stopped: watch::Receiver<bool>) {
+    loop {
+        let cutoff = inner.clock.now_ms() - retention.as_millis() as i64;
+        match store::prune(&inner.db, cutoff).await {
+            Ok((0, 0)) => {}
+            Ok((runs, events)) => tracing::info!(runs, events, "pruned finished runs and events"),
+            Err(err) => tracing::warn!(error = %err, "pruning failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(inner.config.prune_every) => {}
             _ = stopped.changed() => return,
         }
     }

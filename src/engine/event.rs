@@ -259,6 +259,9 @@ pub(crate) async fn send_many<C: ConnectionTrait + TransactionTrait>(
             .exec_without_returning(conn)
             .await?;
     }
+    if !run_rows.is_empty() {
+        super::notifier::wake_on_commit(conn).await?;
+    }
     txn.commit().await?;
     Ok(receipts)
 }

@@ -21,6 +21,7 @@ mod error;
 mod event;
 mod function;
 pub mod inspect;
+mod notifier;
 mod retry;
 mod status;
 mod step;
@@ -70,6 +71,11 @@ pub struct EngineConfig {
     pub max_event_bytes: usize,
     /// How long shutdown waits for in-flight runs before handing them back.
     pub shutdown_grace: Duration,
+    /// Finished runs (and then their events) older than this are deleted; `None` keeps
+    /// everything.
+    pub retention: Option<Duration>,
+    /// How often the workers prune.
+    pub prune_every: Duration,
 }
 
 impl Default for EngineConfig {
@@ -83,6 +89,8 @@ impl Default for EngineConfig {
             backoff: Backoff::default(),
             max_event_bytes: 512 * 1024,
             shutdown_grace: Duration::from_secs(10),
+            retention: Some(Duration::from_secs(30 * 24 * 3600)),
+            prune_every: Duration::from_secs(3600),
         }
     }
 }
@@ -261,9 +269,23 @@ impl Engine {
         let now = self.inner.clock.now_ms();
         let cancelled = store::cancel(&self.inner.db, run_id, now).await?;
         if let Some(update) = &cancelled {
+            notifier::announce(
+                &self.inner.db,
+                &self.inner.worker_id,
+                std::slice::from_ref(update),
+            )
+            .await?;
             let _ = self.inner.updates.send(update.clone());
         }
         Ok(cancelled.is_some())
+    }
+
+    /// Deletes finished runs that ended more than `older_than` ago, their steps, and
+    /// events left without runs, in small batches so that no lock is held for long.
+    /// Returns how many runs and events were deleted.
+    pub async fn prune(&self, older_than: Duration) -> Result<(u64, u64), EngineError> {
+        let cutoff = self.inner.clock.now_ms() - older_than.as_millis() as i64;
+        Ok(store::prune(&self.inner.db, cutoff).await?)
     }
 
     /// A stream of run status changes from this process's workers and API calls.
@@ -293,6 +315,16 @@ impl Engine {
         &self.inner.worker_id
     }
 
+    /// Listens for other processes' run updates without running any workers (a web-only
+    /// process on PostgreSQL); nothing to do on SQLite. Stop it with [`Listener::stop`].
+    pub fn listen(&self) -> Listener {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        Listener {
+            stop,
+            task: notifier::start(self.inner.clone(), stopped),
+        }
+    }
+
     /// Starts the worker pool: claiming, executing, group-committing, heartbeats and the
     /// rescue of runs whose worker died. Stop it with [`Workers::shutdown`].
     pub fn start(&self) -> Workers {
@@ -301,3 +333,19 @@ impl Engine {
 }
 
 pub use dispatcher::Workers;
+
+/// A running notification listener (see [`Engine::listen`]).
+pub struct Listener {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Listener {
+    /// Stops listening.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        if let Some(task) = self.task {
+            let _ = task.await;
+        }
+    }
+}

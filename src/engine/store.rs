@@ -22,6 +22,7 @@ use super::{Inner, RunUpdate};
 const DUE_STATES: &str = "status IN ('queued', 'sleeping')";
 const RUNNING: &str = "status = 'running'";
 const LIVE_STATES: &str = "status IN ('queued', 'running', 'sleeping')";
+const FINAL_STATES: &str = "status IN ('completed', 'failed', 'cancelled')";
 
 /// Starts a write transaction: IMMEDIATE on SQLite, so that it takes the write lock
 /// up front instead of failing to upgrade a read snapshot later.
@@ -184,6 +185,19 @@ pub(crate) async fn commit(inner: &Inner, writes: &[Write]) -> Result<HashSet<St
         .collect();
     if !moves.is_empty() {
         txn.execute(&transitions(inner, &moves, now)).await?;
+        let updates: Vec<RunUpdate> = writes
+            .iter()
+            .filter(|w| owned.contains(&w.run_id))
+            .filter_map(|w| {
+                w.transition.as_ref().map(|t| RunUpdate {
+                    run_id: w.run_id.clone(),
+                    function_id: w.function_id.clone(),
+                    user_id: w.user_id.clone(),
+                    status: t.status(),
+                })
+            })
+            .collect();
+        super::notifier::announce(&txn, &inner.worker_id, &updates).await?;
     }
     txn.commit().await?;
     Ok(owned)
@@ -408,4 +422,53 @@ pub(crate) async fn rerun(
     row.rerun_of = sea_orm::Set(Some(old.id));
     run::Entity::insert(row).exec_without_returning(db).await?;
     Ok(Some(new_id))
+}
+
+/// Rows deleted per statement when pruning.
+const PRUNE_BATCH: u64 = 1_000;
+
+/// Deletes finished runs that ended before `cutoff` (their steps go with them), then
+/// events from before `cutoff` that have no run left, a batch at a time.
+pub(crate) async fn prune(db: &impl ConnectionTrait, cutoff: i64) -> Result<(u64, u64), DbErr> {
+    let backend = db.get_database_backend();
+    let mut runs = 0;
+    loop {
+        let mut old = Query::select();
+        old.column(run::Column::Id)
+            .from(run::Entity)
+            .and_where(Expr::cust(FINAL_STATES))
+            .and_where(Expr::col(run::Column::EndedAt).lt(cutoff))
+            .limit(PRUNE_BATCH);
+        // Steps first: SQLite enforces the cascade only with foreign keys on.
+        let mut steps = Query::delete();
+        steps
+            .from_table(step::Entity)
+            .and_where(Expr::col(step::Column::RunId).in_subquery(old.clone()));
+        let mut doomed = Query::delete();
+        doomed
+            .from_table(run::Entity)
+            .and_where(Expr::col(run::Column::Id).in_subquery(old));
+        db.execute(&steps).await?;
+        let deleted = db.execute(&doomed).await?.rows_affected();
+        runs += deleted;
+        if deleted < PRUNE_BATCH {
+            break;
+        }
+    }
+    let mut events = 0;
+    loop {
+        let sql = format!(
+            "DELETE FROM event WHERE id IN (SELECT e.id FROM event e WHERE e.ts < {cutoff} \
+             AND NOT EXISTS (SELECT 1 FROM run r WHERE r.event_id = e.id) LIMIT {PRUNE_BATCH})"
+        );
+        let deleted = db
+            .execute_raw(sea_orm::Statement::from_string(backend, sql))
+            .await?
+            .rows_affected();
+        events += deleted;
+        if deleted < PRUNE_BATCH {
+            break;
+        }
+    }
+    Ok((runs, events))
 }

@@ -49,26 +49,41 @@ async fn fresh_postgres(admin_url: &str) -> String {
     format!("{base}/{name}")
 }
 
-/// Waits until `run_id` reaches `status`, as announced by the engine (not by polling).
-pub async fn wait_for(rx: &mut broadcast::Receiver<RunUpdate>, run_id: &str, status: RunStatus) {
-    wait_for_all(rx, &[run_id.to_string()], status).await
+/// Run updates as the engine announces them, remembered, so that a wait for one run
+/// does not lose the news of another.
+pub struct Updates {
+    rx: broadcast::Receiver<RunUpdate>,
+    seen: std::collections::HashSet<(String, RunStatus)>,
 }
 
-/// Waits until every run in `run_ids` reaches `status`.
-pub async fn wait_for_all(
-    rx: &mut broadcast::Receiver<RunUpdate>,
-    run_ids: &[String],
-    status: RunStatus,
-) {
+impl Updates {
+    pub fn new(rx: broadcast::Receiver<RunUpdate>) -> Self {
+        Updates {
+            rx,
+            seen: Default::default(),
+        }
+    }
+}
+
+/// Waits until `run_id` reaches `status`, as announced by the engine (not by polling).
+pub async fn wait_for(updates: &mut Updates, run_id: &str, status: RunStatus) {
+    wait_for_all(updates, &[run_id.to_string()], status).await
+}
+
+/// Waits until every run in `run_ids` has reached `status`.
+pub async fn wait_for_all(updates: &mut Updates, run_ids: &[String], status: RunStatus) {
     let deadline = Duration::from_secs(20);
-    let mut waiting: std::collections::HashSet<&str> = run_ids.iter().map(String::as_str).collect();
+    let done = |seen: &std::collections::HashSet<(String, RunStatus)>| {
+        run_ids
+            .iter()
+            .all(|id| seen.contains(&(id.clone(), status)))
+    };
     tokio::time::timeout(deadline, async {
-        while !waiting.is_empty() {
-            match rx.recv().await {
-                Ok(update) if update.status == status => {
-                    waiting.remove(update.run_id.as_str());
+        while !done(&updates.seen) {
+            match updates.rx.recv().await {
+                Ok(update) => {
+                    updates.seen.insert((update.run_id, update.status));
                 }
-                Ok(_) => {}
                 Err(broadcast::error::RecvError::Lagged(_)) => {}
                 Err(err) => panic!("update stream ended: {err}"),
             }
