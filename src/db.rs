@@ -22,7 +22,11 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
                     .foreign_keys(true)
             });
     } else {
-        opts.max_connections(16).min_connections(1);
+        // Fail fast (and say so) when the server is unreachable, rather than hang.
+        opts.max_connections(16)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_timeout(Duration::from_secs(5));
     }
     Database::connect(opts).await
 }
