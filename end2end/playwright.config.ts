@@ -8,6 +8,11 @@ const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'nodebase-e2e-'));
 const port = Number(process.env.E2E_PORT ?? 3100);
 const baseURL = `http://127.0.0.1:${port}`;
 const server = process.env.NODEBASE_BIN ?? 'target/debug/nodebase';
+const databaseUrl = process.env.E2E_DATABASE_URL ?? `sqlite://${dataDir}/nodebase.db`;
+// With E2E_TWO_PROCESSES=1 the pages are served by a web-only process and the runs are
+// executed by a separate worker process (started in global-setup.ts).
+const twoProcesses = process.env.E2E_TWO_PROCESSES === '1';
+process.env.E2E_RESOLVED_DATABASE_URL = databaseUrl;
 
 export default defineConfig({
   testDir: './tests',
@@ -32,8 +37,9 @@ export default defineConfig({
       ],
     },
   },
+  globalSetup: twoProcesses ? require.resolve('./global-setup.ts') : undefined,
   webServer: {
-    command: server,
+    command: twoProcesses ? `${server} serve --role web` : server,
     cwd: '..',
     url: `${baseURL}/signin`,
     reuseExistingServer: false,
@@ -41,7 +47,7 @@ export default defineConfig({
     stdout: 'pipe',
     stderr: 'pipe',
     env: {
-      DATABASE_URL: process.env.E2E_DATABASE_URL ?? `sqlite://${dataDir}/nodebase.db`,
+      DATABASE_URL: databaseUrl,
       LEPTOS_SITE_ADDR: `127.0.0.1:${port}`,
       LEPTOS_SITE_ROOT: 'target/site',
       LEPTOS_OUTPUT_NAME: 'nodebase',

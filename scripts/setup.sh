@@ -49,3 +49,37 @@ ensure_npm_packages() {
   say "installing the end-to-end test packages"
   (cd end2end && npm ci --no-audit --no-fund)
 }
+
+as_postgres() {
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else sudo -u postgres "$@"; fi
+}
+
+# A running local PostgreSQL with a `nodebase` role that may create databases; exports
+# NODEBASE_PG_URL and NODEBASE_TEST_PG_CLUSTER. Fails loudly if it cannot be used.
+ensure_postgres() {
+  if ! command -v pg_lsclusters >/dev/null || [ -z "$(pg_lsclusters -h 2>/dev/null)" ]; then
+    apt_install postgresql
+  fi
+  local cluster status
+  cluster=$(pg_lsclusters -h | awk 'NR==1 {print $1 " " $2}')
+  status=$(pg_lsclusters -h | awk 'NR==1 {print $4}')
+  if [ "$status" != online ]; then
+    say "starting PostgreSQL $cluster"
+    # shellcheck disable=SC2086
+    $SUDO pg_ctlcluster $cluster start
+  fi
+  if ! as_postgres psql -tAc "SELECT 1 FROM pg_roles WHERE rolname = 'nodebase'" | grep -q 1; then
+    as_postgres psql -v ON_ERROR_STOP=1 -c "CREATE ROLE nodebase LOGIN PASSWORD 'nodebase' CREATEDB"
+  fi
+  if ! as_postgres psql -tAc "SELECT 1 FROM pg_database WHERE datname = 'nodebase'" | grep -q 1; then
+    as_postgres psql -v ON_ERROR_STOP=1 -c "CREATE DATABASE nodebase OWNER nodebase"
+  fi
+  # Databases left by earlier test runs.
+  for db in $(as_postgres psql -tAc "SELECT datname FROM pg_database WHERE datname LIKE 'nodebase_test_%' OR datname LIKE 'nodebase_e2e_%'"); do
+    as_postgres dropdb --if-exists "$db"
+  done
+  export NODEBASE_PG_URL="postgres://nodebase:nodebase@127.0.0.1:5432/nodebase"
+  export NODEBASE_TEST_PG_CLUSTER="$cluster"
+  PGPASSWORD=nodebase psql -h 127.0.0.1 -U nodebase -d nodebase -tAc 'SELECT 1' >/dev/null ||
+    { echo "error: PostgreSQL is not usable at $NODEBASE_PG_URL" >&2; exit 1; }
+}
