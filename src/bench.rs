@@ -25,10 +25,10 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 20_000)]
     pub runs: usize,
     /// Runs executing at once.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 256)]
     pub workers: usize,
     /// Most runs claimed, or writes committed, per transaction.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 64)]
     pub batch: usize,
     /// Samples for the send→start latency.
     #[arg(long, default_value_t = 500)]
@@ -37,6 +37,48 @@ pub struct BenchArgs {
     /// be empty: the figures assume no other runs.
     #[arg(long)]
     pub database: Option<String>,
+    /// Processes executing runs in the throughput measurements (this one and N-1
+    /// `nodebase bench-worker` children); the latency is measured with this one only.
+    #[arg(long, default_value_t = 1)]
+    pub processes: usize,
+}
+
+/// Settings of a `bench-worker` child process.
+#[derive(Clone, Debug, clap::Args)]
+pub struct BenchWorkerArgs {
+    #[arg(long)]
+    pub database: String,
+    #[arg(long, default_value_t = 256)]
+    pub workers: usize,
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+}
+
+/// The child process of `bench --processes N`: runs the bench functions until killed.
+pub async fn worker(args: BenchWorkerArgs) -> Result<(), StartError> {
+    let db = crate::db::connect(&args.database).await?;
+    let engine = bench_engine(&db, args.workers, args.batch, None)?;
+    let _workers = engine.start();
+    std::future::pending::<()>().await;
+    Ok(())
+}
+
+fn bench_engine(
+    db: &DatabaseConnection,
+    workers: usize,
+    batch: usize,
+    started: Option<mpsc::UnboundedSender<(String, Instant)>>,
+) -> Result<Engine, StartError> {
+    Ok(Engine::builder(db.clone())
+        .function(steps_function("bench-one-step", "bench/one", 1, None))
+        .function(steps_function("bench-three-steps", "bench/three", 3, None))
+        .function(steps_function("bench-latency", "bench/latency", 1, started))
+        .config(EngineConfig {
+            workers,
+            batch,
+            ..EngineConfig::default()
+        })
+        .build()?)
 }
 
 /// Runs the benchmark and prints one figure per line.
@@ -52,27 +94,16 @@ pub async fn run(args: BenchArgs) -> Result<(), StartError> {
     let db = crate::db::connect(&url).await?;
     Migrator::up(&db, None).await?;
     println!("database: {}", describe(&url));
-    println!("workers: {}  batch: {}", args.workers, args.batch);
+    println!(
+        "processes: {}  workers per process: {}  batch: {}",
+        args.processes, args.workers, args.batch
+    );
 
     let (started_tx, started_rx) = mpsc::unbounded_channel::<(String, Instant)>();
-    let engine = Engine::builder(db.clone())
-        .function(steps_function("bench-one-step", "bench/one", 1, None))
-        .function(steps_function("bench-three-steps", "bench/three", 3, None))
-        .function(steps_function(
-            "bench-latency",
-            "bench/latency",
-            1,
-            Some(started_tx),
-        ))
-        .config(EngineConfig {
-            workers: args.workers,
-            batch: args.batch,
-            ..EngineConfig::default()
-        })
-        .build()?;
+    let engine = bench_engine(&db, args.workers, args.batch, Some(started_tx))?;
 
-    throughput(&engine, &db, &args, "bench/one", "one-step").await?;
-    throughput(&engine, &db, &args, "bench/three", "three-step").await?;
+    throughput(&engine, &db, &args, &url, "bench/one", "one-step").await?;
+    throughput(&engine, &db, &args, &url, "bench/three", "three-step").await?;
     latency(&engine, &args, started_rx).await?;
     println!("peak RSS: {:.1} MB", peak_rss_kb()? as f64 / 1024.0);
 
@@ -126,6 +157,7 @@ async fn throughput(
     engine: &Engine,
     db: &DatabaseConnection,
     args: &BenchArgs,
+    url: &str,
     event: &str,
     label: &str,
 ) -> Result<(), StartError> {
@@ -143,9 +175,23 @@ async fn throughput(
 
     let updates = engine.subscribe();
     let start = Instant::now();
+    let mut children = Vec::new();
+    for _ in 1..args.processes {
+        children.push(
+            tokio::process::Command::new(std::env::current_exe()?)
+                .args(["bench-worker", "--database", url])
+                .args(["--workers", &args.workers.to_string()])
+                .args(["--batch", &args.batch.to_string()])
+                .kill_on_drop(true)
+                .spawn()?,
+        );
+    }
     let workers = engine.start();
     wait_completed(db, updates, args.runs).await?;
     let elapsed = start.elapsed();
+    for mut child in children {
+        let _ = child.kill().await;
+    }
     workers.shutdown().await;
 
     println!(

@@ -23,6 +23,9 @@ enum Command {
     Worker,
     /// Measure the engine on a fresh database and print the figures.
     Bench(nodebase::bench::BenchArgs),
+    /// A worker process of `bench --processes N` (started by it).
+    #[command(hide = true)]
+    BenchWorker(nodebase::bench::BenchWorkerArgs),
 }
 
 #[cfg(feature = "ssr")]
@@ -33,7 +36,7 @@ async fn main() -> std::process::ExitCode {
 
     let cli = Cli::parse();
     let default_filter = match cli.command {
-        Some(Command::Bench(_)) => "warn",
+        Some(Command::Bench(_) | Command::BenchWorker(_)) => "warn",
         _ => "info",
     };
     tracing_subscriber::fmt()
@@ -46,6 +49,7 @@ async fn main() -> std::process::ExitCode {
         Some(Command::Serve { role }) => nodebase::server::serve(role).await,
         Some(Command::Worker) => nodebase::server::serve(nodebase::server::Role::Worker).await,
         Some(Command::Bench(args)) => nodebase::bench::run(args).await,
+        Some(Command::BenchWorker(args)) => nodebase::bench::worker(args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

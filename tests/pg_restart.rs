@@ -18,7 +18,10 @@ fn pg_ctl(action: &str) {
     let cluster = std::env::var("NODEBASE_TEST_PG_CLUSTER").unwrap_or_else(|_| "15 main".into());
     let mut args: Vec<&str> = cluster.split_whitespace().collect();
     args.push(action);
-    let status = Command::new("pg_ctlcluster").args(&args).status().expect("run pg_ctlcluster");
+    let status = Command::new("pg_ctlcluster")
+        .args(&args)
+        .status()
+        .expect("run pg_ctlcluster");
     assert!(status.success(), "pg_ctlcluster {cluster} {action} failed");
 }
 
@@ -44,7 +47,10 @@ async fn survives_a_server_restart() {
     let mut updates = Updates::new(engine.subscribe());
     let workers = engine.start();
 
-    let before = engine.send(&t.db, NewEvent::new("test/steady", json!({}))).await.unwrap();
+    let before = engine
+        .send(&t.db, NewEvent::new("test/steady", json!({})))
+        .await
+        .unwrap();
     wait_for(&mut updates, &before.run_ids[0], RunStatus::Completed).await;
     let sleeper = engine
         .send(&t.db, NewEvent::new("test/steady", json!({ "nap": true })))
@@ -53,7 +59,9 @@ async fn survives_a_server_restart() {
     wait_for(&mut updates, &sleeper.run_ids[0], RunStatus::Sleeping).await;
 
     pg_ctl("stop");
-    let during = engine.send(&t.db, NewEvent::new("test/steady", json!({}))).await;
+    let during = engine
+        .send(&t.db, NewEvent::new("test/steady", json!({})))
+        .await;
     let message = match during {
         Err(EngineError::Database(message)) => message,
         other => {
@@ -68,7 +76,10 @@ async fn survives_a_server_restart() {
     wait_for(&mut updates, &sleeper.run_ids[0], RunStatus::Completed).await;
     let after = tokio::time::timeout(Duration::from_secs(20), async {
         loop {
-            match engine.send(&t.db, NewEvent::new("test/steady", json!({}))).await {
+            match engine
+                .send(&t.db, NewEvent::new("test/steady", json!({})))
+                .await
+            {
                 Ok(receipt) => return receipt,
                 Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
             }

@@ -22,13 +22,27 @@ const RUNS: usize = 10_000;
 const PROCESSES: usize = 3;
 
 fn micros() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_micros() as i64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64
 }
 
-async fn insert(db: &DatabaseConnection, sql_sqlite: &str, sql_pg: &str, values: Vec<sea_orm::Value>) -> Result<(), sea_orm::DbErr> {
+async fn insert(
+    db: &DatabaseConnection,
+    sql_sqlite: &str,
+    sql_pg: &str,
+    values: Vec<sea_orm::Value>,
+) -> Result<(), sea_orm::DbErr> {
     let backend = db.get_database_backend();
-    let sql = if backend == DbBackend::Postgres { sql_pg } else { sql_sqlite };
-    db.execute_raw(Statement::from_sql_and_values(backend, sql, values)).await.map(|_| ())
+    let sql = if backend == DbBackend::Postgres {
+        sql_pg
+    } else {
+        sql_sqlite
+    };
+    db.execute_raw(Statement::from_sql_and_values(backend, sql, values))
+        .await
+        .map(|_| ())
 }
 
 fn ledger_function(db: DatabaseConnection) -> Function {
@@ -94,7 +108,10 @@ fn spawn_worker(url: &str) -> Child {
 
 async fn count(db: &DatabaseConnection, sql: &str) -> i64 {
     let row = db
-        .query_one_raw(Statement::from_string(db.get_database_backend(), sql.to_string()))
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            sql.to_string(),
+        ))
         .await
         .unwrap()
         .unwrap();
@@ -134,7 +151,10 @@ async fn three_processes_drain_ten_thousand_runs() {
         if done as usize == RUNS {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(180), "only {done} of {RUNS} runs completed");
+        assert!(
+            start.elapsed() < Duration::from_secs(180),
+            "only {done} of {RUNS} runs completed"
+        );
         for w in workers.iter_mut() {
             assert!(w.try_wait().unwrap().is_none(), "a worker process died");
         }
@@ -146,8 +166,14 @@ async fn three_processes_drain_ten_thousand_runs() {
         w.wait().ok();
     }
 
-    assert_eq!(count(&t.db, "SELECT COUNT(*) FROM ledger").await, RUNS as i64);
-    assert_eq!(count(&t.db, "SELECT COUNT(DISTINCT run_id) FROM ledger").await, RUNS as i64);
+    assert_eq!(
+        count(&t.db, "SELECT COUNT(*) FROM ledger").await,
+        RUNS as i64
+    );
+    assert_eq!(
+        count(&t.db, "SELECT COUNT(DISTINCT run_id) FROM ledger").await,
+        RUNS as i64
+    );
     assert_eq!(count(&t.db, "SELECT COUNT(*) FROM step").await, RUNS as i64);
     let overlapping = count(
         &t.db,
@@ -155,7 +181,10 @@ async fn three_processes_drain_ten_thousand_runs() {
          AND a.pid <> b.pid AND a.started_us < b.ended_us AND b.started_us < a.ended_us",
     )
     .await;
-    assert_eq!(overlapping, 0, "a run was executed by two processes at once");
+    assert_eq!(
+        overlapping, 0,
+        "a run was executed by two processes at once"
+    );
     let processes = count(&t.db, "SELECT COUNT(DISTINCT pid) FROM ledger").await;
     assert_eq!(processes, PROCESSES as i64, "every process took a share");
     println!(

@@ -118,7 +118,11 @@ async fn dispatch(
         tokio::select! {
             _ = inner.wake.notified() => {}
             _ = tokio::time::sleep(wait) => {}
-            _ = slots.acquire(), if slots.available_permits() == 0 => {}
+            _ = slots.acquire(), if slots.available_permits() == 0 => {
+                // Runs of one batch tend to finish together: let the others free their
+                // slots too, so that the next claim is a batch rather than one run.
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
             _ = stopped.changed() => {}
         }
     }
@@ -192,18 +196,18 @@ async fn claim_and_spawn(
             return Err(err);
         }
     };
-    publish(
-        inner,
-        runs.iter()
-            .map(|run| RunUpdate {
-                run_id: run.id.clone(),
-                function_id: run.function_id.clone(),
-                user_id: run.user_id.clone(),
-                status: RunStatus::Running,
-            })
-            .collect(),
-    )
-    .await;
+    let running: Vec<RunUpdate> = runs
+        .iter()
+        .map(|run| RunUpdate {
+            run_id: run.id.clone(),
+            function_id: run.function_id.clone(),
+            user_id: run.user_id.clone(),
+            status: RunStatus::Running,
+        })
+        .collect();
+    for update in &running {
+        let _ = inner.updates.send(update.clone());
+    }
     for run in runs {
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             break; // cannot happen: we claimed no more than the free slots
@@ -219,6 +223,10 @@ async fn claim_and_spawn(
             lock(&in_flight).remove(&run_id);
             drop(permit);
         });
+    }
+    // Other processes hear of it after the runs are under way, off the critical path.
+    if let Err(err) = super::notifier::announce(&inner.db, &inner.worker_id, &running).await {
+        tracing::warn!(error = %err, "could not announce run updates to other processes");
     }
     Ok(claimed)
 }

@@ -85,7 +85,7 @@ impl Default for EngineConfig {
             lease: Duration::from_secs(30),
             heartbeat: Duration::from_secs(10),
             poll: Duration::from_secs(5),
-            batch: 256,
+            batch: 64,
             backoff: Backoff::default(),
             max_event_bytes: 512 * 1024,
             shutdown_grace: Duration::from_secs(10),
