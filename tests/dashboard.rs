@@ -1,0 +1,175 @@
+//! The dashboard's queries on a real database: filters, cursor pages and scope.
+#![cfg(feature = "ssr")]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{test_db, wait_for_all, Updates};
+use nodebase::engine::inspect::{self, RunFilter};
+use nodebase::engine::{Backoff, Engine, EngineConfig, FnError, Function, NewEvent, RunStatus};
+use serde_json::json;
+
+fn engine(db: &sea_orm::DatabaseConnection) -> Engine {
+    Engine::builder(db.clone())
+        .function(Function::new("ok", |_| async { Ok(json!("fine")) }).trigger("test/ok"))
+        .function(
+            Function::new("bad", |ctx| async move {
+                ctx.step
+                    .run("fail", || async { Err::<(), _>(FnError::non_retriable("nope")) })
+                    .await?;
+                Ok(json!(null))
+            })
+            .trigger("test/bad"),
+        )
+        .config(EngineConfig {
+            backoff: Backoff::fast(),
+            poll: Duration::from_millis(200),
+            ..EngineConfig::default()
+        })
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn runs_are_filtered_paged_and_scoped_to_their_user() {
+    let t = test_db().await;
+    let engine = engine(&t.db);
+    let mut updates = Updates::new(engine.subscribe());
+    let workers = engine.start();
+    let mut ok_runs = Vec::new();
+    for i in 0..7 {
+        let r = engine
+            .send(&t.db, NewEvent::new("test/ok", json!({ "i": i })).for_user("ada"))
+            .await
+            .unwrap();
+        ok_runs.push(r.run_ids[0].clone());
+    }
+    let bad = engine
+        .send(&t.db, NewEvent::new("test/bad", json!({})).for_user("ada"))
+        .await
+        .unwrap();
+    let bobs = engine
+        .send(&t.db, NewEvent::new("test/ok", json!({})).for_user("bob"))
+        .await
+        .unwrap();
+    wait_for_all(&mut updates, &ok_runs, RunStatus::Completed).await;
+    wait_for_all(&mut updates, &bad.run_ids, RunStatus::Failed).await;
+    wait_for_all(&mut updates, &bobs.run_ids, RunStatus::Completed).await;
+    workers.shutdown().await;
+
+    // Newest first, three at a time, following the cursor.
+    let mut seen = Vec::new();
+    let mut before = None;
+    loop {
+        let filter = RunFilter {
+            before: before.clone(),
+            limit: 3,
+            ..RunFilter::default()
+        };
+        let (page, more) = inspect::runs(&t.db, "ada", &filter).await.unwrap();
+        seen.extend(page.iter().map(|l| l.run.id.clone()));
+        if !more {
+            break;
+        }
+        before = page.last().map(|l| l.run.id.clone());
+    }
+    let mut expected: Vec<String> = ok_runs.iter().chain(&bad.run_ids).cloned().collect();
+    expected.sort();
+    expected.reverse();
+    assert_eq!(seen, expected, "every run of ada's once, newest first");
+
+    let failed = RunFilter {
+        status: Some("failed".into()),
+        limit: 10,
+        ..RunFilter::default()
+    };
+    let (page, _) = inspect::runs(&t.db, "ada", &failed).await.unwrap();
+    assert_eq!(page.len(), 1);
+    assert_eq!(page[0].run.id, bad.run_ids[0]);
+    assert_eq!(page[0].event_name, "test/bad");
+    assert_eq!(page[0].attempts, 1);
+
+    let by_function = RunFilter {
+        function_id: Some("ok".into()),
+        limit: 10,
+        ..RunFilter::default()
+    };
+    assert_eq!(inspect::runs(&t.db, "ada", &by_function).await.unwrap().0.len(), 7);
+
+    // Search by run id or by event id; another user's id finds nothing.
+    let by_run = RunFilter {
+        search: Some(ok_runs[3].clone()),
+        limit: 10,
+        ..RunFilter::default()
+    };
+    assert_eq!(inspect::runs(&t.db, "ada", &by_run).await.unwrap().0.len(), 1);
+    let by_event = RunFilter {
+        search: Some(bad.event_id.clone()),
+        limit: 10,
+        ..RunFilter::default()
+    };
+    assert_eq!(inspect::runs(&t.db, "ada", &by_event).await.unwrap().0[0].run.id, bad.run_ids[0]);
+    let others = RunFilter {
+        search: Some(bobs.run_ids[0].clone()),
+        limit: 10,
+        ..RunFilter::default()
+    };
+    assert!(inspect::runs(&t.db, "ada", &others).await.unwrap().0.is_empty());
+
+    let mut counts = inspect::counts(&t.db, "ada", None).await.unwrap();
+    counts.sort();
+    assert_eq!(counts, vec![("completed".to_string(), 7), ("failed".to_string(), 1)]);
+    assert_eq!(
+        inspect::counts(&t.db, "bob", None).await.unwrap(),
+        vec![("completed".to_string(), 1)]
+    );
+
+    // A run's page: found for its owner only, with its steps.
+    let (listing, event, steps) = inspect::run_detail(&t.db, "ada", &bad.run_ids[0])
+        .await
+        .unwrap()
+        .expect("ada's run");
+    assert_eq!(listing.run.status, "failed");
+    assert_eq!(event.name, "test/bad");
+    assert_eq!(steps.len(), 1);
+    assert!(inspect::run_detail(&t.db, "bob", &bad.run_ids[0]).await.unwrap().is_none());
+
+    // Events: newest first, with the runs they triggered, scoped too.
+    let (events, more) = inspect::events(&t.db, "ada", None, 5).await.unwrap();
+    assert!(more);
+    assert_eq!(events.len(), 5);
+    assert_eq!(events[0].0.id, bad.event_id);
+    assert_eq!(events[0].1[0].id, bad.run_ids[0]);
+    let (rest, more) = inspect::events(&t.db, "ada", Some(&events[4].0.id), 5).await.unwrap();
+    assert!(!more);
+    assert_eq!(rest.len(), 3);
+    let (bob_events, _) = inspect::events(&t.db, "bob", None, 50).await.unwrap();
+    assert_eq!(bob_events.len(), 1);
+}
+
+#[tokio::test]
+async fn invoke_runs_one_function_and_rerun_links_to_the_original() {
+    let t = test_db().await;
+    let engine = engine(&t.db);
+    let mut updates = Updates::new(engine.subscribe());
+    let workers = engine.start();
+    let invoked = engine
+        .invoke(&t.db, "ok", NewEvent::new("test/bad", json!({})).for_user("ada"))
+        .await
+        .unwrap();
+    assert_eq!(invoked.run_ids.len(), 1, "only the invoked function runs");
+    wait_for_all(&mut updates, &invoked.run_ids, RunStatus::Completed).await;
+    assert!(engine
+        .invoke(&t.db, "missing", NewEvent::new("x", json!({})))
+        .await
+        .is_err());
+
+    let again = engine.rerun(&invoked.run_ids[0]).await.unwrap().expect("finished runs re-run");
+    wait_for_all(&mut updates, &[again.clone()], RunStatus::Completed).await;
+    workers.shutdown().await;
+    let (listing, event, _) = inspect::run_detail(&t.db, "ada", &again).await.unwrap().unwrap();
+    assert_eq!(listing.run.rerun_of.as_deref(), Some(invoked.run_ids[0].as_str()));
+    assert_eq!(event.id, invoked.event_id, "same event");
+    assert_eq!(listing.run.function_id, "ok");
+}
