@@ -16,7 +16,9 @@ fn engine(db: &sea_orm::DatabaseConnection) -> Engine {
         .function(
             Function::new("bad", |ctx| async move {
                 ctx.step
-                    .run("fail", || async { Err::<(), _>(FnError::non_retriable("nope")) })
+                    .run("fail", || async {
+                        Err::<(), _>(FnError::non_retriable("nope"))
+                    })
                     .await?;
                 Ok(json!(null))
             })
@@ -40,7 +42,10 @@ async fn runs_are_filtered_paged_and_scoped_to_their_user() {
     let mut ok_runs = Vec::new();
     for i in 0..7 {
         let r = engine
-            .send(&t.db, NewEvent::new("test/ok", json!({ "i": i })).for_user("ada"))
+            .send(
+                &t.db,
+                NewEvent::new("test/ok", json!({ "i": i })).for_user("ada"),
+            )
             .await
             .unwrap();
         ok_runs.push(r.run_ids[0].clone());
@@ -95,7 +100,14 @@ async fn runs_are_filtered_paged_and_scoped_to_their_user() {
         limit: 10,
         ..RunFilter::default()
     };
-    assert_eq!(inspect::runs(&t.db, "ada", &by_function).await.unwrap().0.len(), 7);
+    assert_eq!(
+        inspect::runs(&t.db, "ada", &by_function)
+            .await
+            .unwrap()
+            .0
+            .len(),
+        7
+    );
 
     // Search by run id or by event id; another user's id finds nothing.
     let by_run = RunFilter {
@@ -103,23 +115,38 @@ async fn runs_are_filtered_paged_and_scoped_to_their_user() {
         limit: 10,
         ..RunFilter::default()
     };
-    assert_eq!(inspect::runs(&t.db, "ada", &by_run).await.unwrap().0.len(), 1);
+    assert_eq!(
+        inspect::runs(&t.db, "ada", &by_run).await.unwrap().0.len(),
+        1
+    );
     let by_event = RunFilter {
         search: Some(bad.event_id.clone()),
         limit: 10,
         ..RunFilter::default()
     };
-    assert_eq!(inspect::runs(&t.db, "ada", &by_event).await.unwrap().0[0].run.id, bad.run_ids[0]);
+    assert_eq!(
+        inspect::runs(&t.db, "ada", &by_event).await.unwrap().0[0]
+            .run
+            .id,
+        bad.run_ids[0]
+    );
     let others = RunFilter {
         search: Some(bobs.run_ids[0].clone()),
         limit: 10,
         ..RunFilter::default()
     };
-    assert!(inspect::runs(&t.db, "ada", &others).await.unwrap().0.is_empty());
+    assert!(inspect::runs(&t.db, "ada", &others)
+        .await
+        .unwrap()
+        .0
+        .is_empty());
 
     let mut counts = inspect::counts(&t.db, "ada", None).await.unwrap();
     counts.sort();
-    assert_eq!(counts, vec![("completed".to_string(), 7), ("failed".to_string(), 1)]);
+    assert_eq!(
+        counts,
+        vec![("completed".to_string(), 7), ("failed".to_string(), 1)]
+    );
     assert_eq!(
         inspect::counts(&t.db, "bob", None).await.unwrap(),
         vec![("completed".to_string(), 1)]
@@ -133,7 +160,10 @@ async fn runs_are_filtered_paged_and_scoped_to_their_user() {
     assert_eq!(listing.run.status, "failed");
     assert_eq!(event.name, "test/bad");
     assert_eq!(steps.len(), 1);
-    assert!(inspect::run_detail(&t.db, "bob", &bad.run_ids[0]).await.unwrap().is_none());
+    assert!(inspect::run_detail(&t.db, "bob", &bad.run_ids[0])
+        .await
+        .unwrap()
+        .is_none());
 
     // Events: newest first, with the runs they triggered, scoped too.
     let (events, more) = inspect::events(&t.db, "ada", None, 5).await.unwrap();
@@ -141,7 +171,9 @@ async fn runs_are_filtered_paged_and_scoped_to_their_user() {
     assert_eq!(events.len(), 5);
     assert_eq!(events[0].0.id, bad.event_id);
     assert_eq!(events[0].1[0].id, bad.run_ids[0]);
-    let (rest, more) = inspect::events(&t.db, "ada", Some(&events[4].0.id), 5).await.unwrap();
+    let (rest, more) = inspect::events(&t.db, "ada", Some(&events[4].0.id), 5)
+        .await
+        .unwrap();
     assert!(!more);
     assert_eq!(rest.len(), 3);
     let (bob_events, _) = inspect::events(&t.db, "bob", None, 50).await.unwrap();
@@ -155,7 +187,11 @@ async fn invoke_runs_one_function_and_rerun_links_to_the_original() {
     let mut updates = Updates::new(engine.subscribe());
     let workers = engine.start();
     let invoked = engine
-        .invoke(&t.db, "ok", NewEvent::new("test/bad", json!({})).for_user("ada"))
+        .invoke(
+            &t.db,
+            "ok",
+            NewEvent::new("test/bad", json!({})).for_user("ada"),
+        )
         .await
         .unwrap();
     assert_eq!(invoked.run_ids.len(), 1, "only the invoked function runs");
@@ -165,11 +201,26 @@ async fn invoke_runs_one_function_and_rerun_links_to_the_original() {
         .await
         .is_err());
 
-    let again = engine.rerun(&invoked.run_ids[0]).await.unwrap().expect("finished runs re-run");
-    wait_for_all(&mut updates, &[again.clone()], RunStatus::Completed).await;
+    let again = engine
+        .rerun(&invoked.run_ids[0])
+        .await
+        .unwrap()
+        .expect("finished runs re-run");
+    wait_for_all(
+        &mut updates,
+        std::slice::from_ref(&again),
+        RunStatus::Completed,
+    )
+    .await;
     workers.shutdown().await;
-    let (listing, event, _) = inspect::run_detail(&t.db, "ada", &again).await.unwrap().unwrap();
-    assert_eq!(listing.run.rerun_of.as_deref(), Some(invoked.run_ids[0].as_str()));
+    let (listing, event, _) = inspect::run_detail(&t.db, "ada", &again)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        listing.run.rerun_of.as_deref(),
+        Some(invoked.run_ids[0].as_str())
+    );
     assert_eq!(event.id, invoked.event_id, "same event");
     assert_eq!(listing.run.function_id, "ok");
 }

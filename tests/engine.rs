@@ -687,7 +687,8 @@ async fn a_run_whose_lease_lapsed_is_finished_by_another_worker() {
 async fn several_workers_never_execute_one_run_at_the_same_time() {
     let t = test_db().await;
     // (run id, worker, start, end) of every handler invocation.
-    let log: Arc<Mutex<Vec<(String, usize, Instant, Instant)>>> = Arc::default();
+    type Log = Arc<Mutex<Vec<(String, usize, Instant, Instant)>>>;
+    let log: Log = Arc::default();
     let make = |worker: usize| {
         let log = log.clone();
         Function::new("shared", move |ctx| {
@@ -752,7 +753,7 @@ async fn several_workers_never_execute_one_run_at_the_same_time() {
     }
     let _ = last;
 
-    let log = log.lock().unwrap();
+    let log = log.lock().unwrap().clone();
     assert_eq!(log.len(), 150, "each run's handler finished exactly once");
     let mut by_run = std::collections::HashMap::<&str, usize>::new();
     for (run, ..) in log.iter() {

@@ -163,6 +163,7 @@ enum Run {
 }
 
 #[derive(DeriveIden)]
+#[allow(clippy::enum_variant_names)] // the column is step_id
 enum Step {
     Table,
     RunId,
