@@ -98,6 +98,9 @@ test('a function can be invoked from the functions page', async ({ page }) => {
   await card.getByRole('link', { name: /^run / }).click();
   await expect(page).toHaveURL(/\/runs\/[0-9a-f-]{36}$/);
   await expect(page.locator('.run-header h1')).toHaveText('hello-world');
+  // The payload names no real user: after the sleeps the run fails at once, not retried.
+  await expect(page.locator('.run-header .status')).toHaveAttribute('data-status', 'failed', { timeout: 15_000 });
+  await expect(page.locator('.two-col')).toContainText('there is no user');
 });
 
 test("another user's run is not found, in the page and through the API", async ({ browser }) => {

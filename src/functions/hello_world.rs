@@ -3,11 +3,12 @@
 //! one-second sleeps, then creates a workflow for the user who asked.
 use std::time::Duration;
 
-use sea_orm::DatabaseConnection;
+use sea_orm::{DatabaseConnection, EntityTrait};
 use serde_json::{json, Value};
 
 use crate::api::workflows::ssr::create;
 use crate::engine::{FnError, Function};
+use crate::entities::user;
 
 /// The event that starts it.
 pub const EVENT: &str = "test/hello.world";
@@ -32,6 +33,16 @@ pub fn function(db: DatabaseConnection) -> Function {
             let workflow = ctx
                 .step
                 .run("create-workflow", || async move {
+                    // No retry can create a workflow for a user who does not exist.
+                    if user::Entity::find_by_id(user_id.clone())
+                        .one(&db)
+                        .await?
+                        .is_none()
+                    {
+                        return Err(FnError::non_retriable(format!(
+                            "there is no user {user_id:?}"
+                        )));
+                    }
                     let workflow = create(&db, &user_id, WORKFLOW_NAME)
                         .await
                         .map_err(FnError::failed)?;
