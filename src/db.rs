@@ -10,7 +10,9 @@ use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
 /// (which apply them to each new connection) rather than once with a query.
 pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
     let mut opts = ConnectOptions::new(url.to_string());
-    opts.sqlx_logging(false);
+    // Every statement with its duration, for profiling: NODEBASE_LOG_SQL=1.
+    opts.sqlx_logging(std::env::var_os("NODEBASE_LOG_SQL").is_some_and(|v| v != "0"))
+        .sqlx_logging_level(tracing::log::LevelFilter::Info);
     if url.starts_with("sqlite:") {
         opts.max_connections(4)
             .min_connections(1)
@@ -25,6 +27,9 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
         // Fail fast (and say so) when the server is unreachable, rather than hang.
         opts.max_connections(16)
             .min_connections(1)
+            // A ping costs a round trip; only connections idle for a while (and so
+            // possibly dropped by a restarted server) need one.
+            .test_before_acquire_if_idle_for(Duration::from_secs(1))
             .acquire_timeout(Duration::from_secs(5))
             .connect_timeout(Duration::from_secs(5));
     }

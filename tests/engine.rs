@@ -117,6 +117,11 @@ async fn a_steps_closure_runs_once_across_replays() {
         ]
     );
     assert_eq!(steps[1].wake_at, Some(1_000_000 + 3_600_000));
+    assert_eq!(
+        steps[1].ended_at.unwrap() - steps[1].started_at,
+        3_600_000,
+        "a sleep lasts exactly its duration"
+    );
 }
 
 #[tokio::test]

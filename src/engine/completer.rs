@@ -4,9 +4,12 @@
 //! up in one transaction, then tells each run whether it still owned itself (a run that
 //! was cancelled, or whose lease lapsed, must stop) and publishes the moves.
 use std::collections::HashSet;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use sea_orm::DbBackend;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -55,53 +58,104 @@ pub(crate) struct Write {
     pub transition: Option<Transition>,
     /// Told, after the commit, whether the run was still ours.
     pub ack: Option<oneshot::Sender<bool>>,
+    /// Shared by every write of one invocation; set when one of them was given up, so
+    /// that the writes queued after it are dropped too rather than committed without it.
+    pub lost: Arc<AtomicBool>,
 }
 
 /// The handle executing runs use to reach the completer.
 #[derive(Clone)]
 pub(crate) struct Completer {
-    tx: mpsc::UnboundedSender<Write>,
+    /// One queue per lane; a run's writes always go down the same lane, so they commit
+    /// in the order they were made.
+    lanes: Arc<[mpsc::UnboundedSender<Write>]>,
 }
 
 impl Completer {
+    fn lane(&self, run_id: &str) -> &mpsc::UnboundedSender<Write> {
+        let mut hasher = std::hash::DefaultHasher::new();
+        run_id.hash(&mut hasher);
+        &self.lanes[hasher.finish() as usize % self.lanes.len()]
+    }
+
     /// Queues a write without waiting for it.
     pub(crate) fn send(&self, write: Write) {
-        let _ = self.tx.send(write);
+        let _ = self.lane(&write.run_id).send(write);
     }
 
     /// Queues a write and waits for its commit: true if the run was still ours.
-    pub(crate) async fn commit(&self, mut write: Write) -> bool {
+    pub(crate) async fn commit(&self, write: Write) -> bool {
+        self.commit_later(write).await.unwrap_or(false)
+    }
+
+    /// Queues a write; the receiver hears, after the commit, whether the run was still
+    /// ours (a dropped sender means it was not).
+    pub(crate) fn commit_later(&self, mut write: Write) -> oneshot::Receiver<bool> {
         let (tx, rx) = oneshot::channel();
         write.ack = Some(tx);
-        if self.tx.send(write).is_err() {
-            return false;
-        }
-        rx.await.unwrap_or(false)
+        let _ = self.lane(&write.run_id).send(write);
+        rx
     }
 }
 
-/// Starts the completer task; it ends when every `Completer` handle is dropped.
+/// Transactions in flight at once. SQLite has one writer, so one lane is all it can
+/// use; PostgreSQL commits several at once, and flushes their WAL together.
+fn lanes(inner: &Inner) -> usize {
+    match inner.db.get_database_backend() {
+        DbBackend::Sqlite => 1,
+        _ => 4,
+    }
+}
+
+/// Starts the completer's lanes; the task it returns ends when every lane has written
+/// what it was given, after every `Completer` handle is dropped.
 pub(crate) fn start(inner: Arc<Inner>) -> (Completer, JoinHandle<()>) {
-    let (tx, mut rx) = mpsc::unbounded_channel::<Write>();
+    let mut senders = Vec::new();
+    let mut tasks = Vec::new();
+    for _ in 0..lanes(&inner) {
+        let (tx, rx) = mpsc::unbounded_channel::<Write>();
+        senders.push(tx);
+        tasks.push(tokio::spawn(lane(inner.clone(), rx)));
+    }
     let task = tokio::spawn(async move {
-        let mut batch = Vec::with_capacity(inner.config.batch);
-        while let Some(first) = rx.recv().await {
-            batch.push(first);
-            while batch.len() < inner.config.batch {
-                match rx.try_recv() {
-                    Ok(write) => batch.push(write),
-                    Err(_) => break,
-                }
-            }
-            flush(&inner, std::mem::take(&mut batch)).await;
+        for task in tasks {
+            let _ = task.await;
         }
     });
-    (Completer { tx }, task)
+    (
+        Completer {
+            lanes: senders.into(),
+        },
+        task,
+    )
+}
+
+/// One lane: commits whatever has piled up, one transaction at a time.
+async fn lane(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Write>) {
+    let mut batch = Vec::with_capacity(inner.config.batch);
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < inner.config.batch {
+            match rx.try_recv() {
+                Ok(write) => batch.push(write),
+                Err(_) => break,
+            }
+        }
+        flush(&inner, std::mem::take(&mut batch)).await;
+    }
 }
 
 /// Commits one batch, retrying a failing database a few times before giving up; runs
 /// whose writes are given up stop, and are rescued once their lease lapses.
 async fn flush(inner: &Inner, writes: Vec<Write>) {
+    // An invocation whose earlier write was given up must not record anything after it.
+    let (writes, dropped): (Vec<Write>, Vec<Write>) = writes
+        .into_iter()
+        .partition(|w| !w.lost.load(Ordering::Relaxed));
+    drop(dropped); // their acks answer "not ours"
+    if writes.is_empty() {
+        return;
+    }
     let mut delay = Duration::from_millis(50);
     let mut owned: Option<HashSet<String>> = None;
     for attempt in 1..=5 {
@@ -115,6 +169,11 @@ async fn flush(inner: &Inner, writes: Vec<Write>) {
                 tokio::time::sleep(delay).await;
                 delay *= 2;
             }
+        }
+    }
+    if owned.is_none() {
+        for write in &writes {
+            write.lost.store(true, Ordering::Relaxed);
         }
     }
     let owned = owned.unwrap_or_default();

@@ -2,6 +2,7 @@
 //! leases alive, rescues runs whose worker died, and shuts down gracefully.
 use std::collections::HashSet;
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -172,25 +173,18 @@ async fn claim_and_spawn(
         return Ok(0);
     }
     let claimed = runs.len();
-    lock(in_flight).extend(runs.iter().map(|r| r.id.clone()));
+    lock(in_flight).extend(runs.iter().map(|(r, _)| r.id.clone()));
     // A run claimed before has saved steps to replay; a first claim has none.
     let resumed: Vec<String> = runs
         .iter()
-        .filter(|r| r.claims > 1 || r.attempts > 0)
-        .map(|r| r.id.clone())
+        .filter(|(r, _)| r.claims > 1 || r.attempts > 0)
+        .map(|(r, _)| r.id.clone())
         .collect();
-    let loaded = async {
-        let events =
-            store::events(inner, runs.iter().map(|r| r.event_id.clone()).collect()).await?;
-        let steps = store::steps(inner, resumed).await?;
-        Ok::<_, sea_orm::DbErr>((events, steps))
-    }
-    .await;
-    let (events, mut steps) = match loaded {
-        Ok(loaded) => loaded,
+    let mut steps = match store::steps(inner, resumed).await {
+        Ok(steps) => steps,
         Err(err) => {
             // Hand the runs straight back rather than sit on them until the lease lapses.
-            let ids: Vec<String> = runs.iter().map(|r| r.id.clone()).collect();
+            let ids: Vec<String> = runs.iter().map(|(r, _)| r.id.clone()).collect();
             lock(in_flight).retain(|id| !ids.contains(id));
             let _ = store::release(inner, ids).await;
             return Err(err);
@@ -198,7 +192,7 @@ async fn claim_and_spawn(
     };
     let running: Vec<RunUpdate> = runs
         .iter()
-        .map(|run| RunUpdate {
+        .map(|(run, _)| RunUpdate {
             run_id: run.id.clone(),
             function_id: run.function_id.clone(),
             user_id: run.user_id.clone(),
@@ -208,11 +202,10 @@ async fn claim_and_spawn(
     for update in &running {
         let _ = inner.updates.send(update.clone());
     }
-    for run in runs {
+    for (run, event) in runs {
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             break; // cannot happen: we claimed no more than the free slots
         };
-        let event = events.get(&run.event_id).cloned();
         let saved = steps.remove(&run.id).unwrap_or_default();
         let inner = inner.clone();
         let completer = completer.clone();
@@ -225,8 +218,15 @@ async fn claim_and_spawn(
         });
     }
     // Other processes hear of it after the runs are under way, off the critical path.
-    if let Err(err) = super::notifier::announce(&inner.db, &inner.worker_id, &running).await {
-        tracing::warn!(error = %err, "could not announce run updates to other processes");
+    if inner.db.get_database_backend() == sea_orm::DbBackend::Postgres {
+        let inner = inner.clone();
+        tokio::spawn(async move {
+            if let Err(err) =
+                super::notifier::announce(&inner.leases, &inner.worker_id, &running).await
+            {
+                tracing::warn!(error = %err, "could not announce run updates to other processes");
+            }
+        });
     }
     Ok(claimed)
 }
@@ -239,6 +239,7 @@ async fn execute(
     event: Option<Event>,
     saved: Vec<step::Model>,
 ) {
+    let lost = Arc::new(AtomicBool::new(false));
     let write = |transition: Transition| Write {
         run_id: run.id.clone(),
         function_id: run.function_id.clone(),
@@ -246,6 +247,7 @@ async fn execute(
         step: None,
         transition: Some(transition),
         ack: None,
+        lost: lost.clone(),
     };
     let (Some(function), Some(event)) = (inner.functions.get(&run.function_id), event) else {
         let error = format!(
@@ -263,7 +265,14 @@ async fn execute(
     let retries = function.retry_limit();
     let ctx = Ctx {
         event,
-        step: Step::new(inner.clone(), completer.clone(), &run, retries, saved),
+        step: Step::new(
+            inner.clone(),
+            completer.clone(),
+            &run,
+            retries,
+            saved,
+            lost.clone(),
+        ),
         run_id: run.id.clone(),
     };
     let outcome = AssertUnwindSafe(function.call(ctx)).catch_unwind().await;

@@ -1,8 +1,8 @@
 //! Events: validated, recorded, and turned into runs, in the caller's transaction.
-use sea_orm::sea_query::OnConflict;
+use sea_orm::sea_query::{Alias, CommonTableExpression, Expr, OnConflict, Query, WithClause};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect, Set,
-    TransactionSession, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QuerySelect,
+    QueryTrait, Set, TransactionSession, TransactionTrait,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -183,27 +183,134 @@ pub(crate) async fn send_many<C: ConnectionTrait + TransactionTrait>(
     // Validate everything first: a bad event stores nothing, not even its neighbours.
     let prepared = prepare(inner, events)?;
     let now = inner.clock.now_ms();
-    // Events and runs commit together: a transaction of our own on a plain connection,
-    // a savepoint inside the caller's transaction.
-    let txn = conn.begin().await?;
-    let conn = &txn;
+    if conn.get_database_backend() == DbBackend::Postgres
+        && prepared.len() <= ROWS_PER_INSERT
+        && prepared.iter().all(|p| p.event.idempotency_key.is_none())
+    {
+        let rows: Vec<Rows> = prepared
+            .into_iter()
+            .map(|p| rows(inner, p, target, now))
+            .collect();
+        if rows.iter().map(|r| r.runs.len()).sum::<usize>() <= ROWS_PER_INSERT {
+            return send_in_one_statement(conn, rows).await;
+        }
+        return send_in_transaction(conn, rows).await;
+    }
+    let rows = prepared
+        .into_iter()
+        .map(|p| rows(inner, p, target, now))
+        .collect();
+    send_in_transaction(conn, rows).await
+}
 
-    let mut receipts = Vec::with_capacity(prepared.len());
-    let mut event_rows = Vec::with_capacity(prepared.len());
-    let mut run_rows = Vec::with_capacity(prepared.len());
-    for p in prepared {
-        let event_id = new_id();
-        let row = event::ActiveModel {
+/// An event's rows and its receipt, before anything is stored.
+struct Rows {
+    event: event::ActiveModel,
+    idempotency_key: Option<String>,
+    runs: Vec<run::ActiveModel>,
+    receipt: SendReceipt,
+}
+
+fn rows(inner: &Inner, p: Prepared, target: Option<&String>, now: i64) -> Rows {
+    let event_id = new_id();
+    let functions: Vec<&String> = match target {
+        Some(function_id) => vec![function_id],
+        None => inner
+            .triggers
+            .get(&p.event.name)
+            .into_iter()
+            .flatten()
+            .collect(),
+    };
+    let mut runs = Vec::with_capacity(functions.len());
+    let mut run_ids = Vec::with_capacity(functions.len());
+    for function_id in functions {
+        let run_id = new_id();
+        runs.push(new_run(
+            &run_id,
+            function_id,
+            &event_id,
+            p.event.user_id.clone(),
+            now,
+        ));
+        run_ids.push(run_id);
+    }
+    Rows {
+        event: event::ActiveModel {
             id: Set(event_id.clone()),
-            name: Set(p.event.name.clone()),
+            name: Set(p.event.name),
             data: Set(p.data),
-            user_id: Set(p.event.user_id.clone()),
+            user_id: Set(p.event.user_id),
             idempotency_key: Set(p.event.idempotency_key.clone()),
             ts: Set(now),
-        };
-        if let Some(key) = &p.event.idempotency_key {
+        },
+        idempotency_key: p.event.idempotency_key,
+        runs,
+        receipt: SendReceipt {
+            event_id,
+            run_ids,
+            duplicate: false,
+        },
+    }
+}
+
+/// PostgreSQL, no idempotency keys: the events, their runs and the wake-up signal in
+/// one statement — atomic by itself, and one round trip (plus the commit's flush when
+/// `conn` is not a transaction).
+async fn send_in_one_statement<C: ConnectionTrait>(
+    conn: &C,
+    rows: Vec<Rows>,
+) -> Result<Vec<SendReceipt>, EngineError> {
+    let mut events = Vec::with_capacity(rows.len());
+    let mut runs = Vec::new();
+    let mut receipts = Vec::with_capacity(rows.len());
+    for r in rows {
+        events.push(r.event);
+        runs.extend(r.runs);
+        receipts.push(r.receipt);
+    }
+    if events.is_empty() {
+        return Ok(receipts);
+    }
+    let insert_events = event::Entity::insert_many(events).into_query();
+    let mut with = WithClause::new();
+    with.cte(
+        CommonTableExpression::new()
+            .query(insert_events)
+            .table_name(Alias::new("new_events"))
+            .to_owned(),
+    );
+    let mut last = Query::select();
+    if runs.is_empty() {
+        last.expr(Expr::val(1));
+    } else {
+        with.cte(
+            CommonTableExpression::new()
+                .query(run::Entity::insert_many(runs).into_query())
+                .table_name(Alias::new("new_runs"))
+                .to_owned(),
+        );
+        last.expr(super::notifier::wake_expr());
+    }
+    conn.execute(&with.query(last)).await?;
+    Ok(receipts)
+}
+
+/// Everything else: a transaction of our own on a plain connection, a savepoint inside
+/// the caller's transaction.
+async fn send_in_transaction<C: ConnectionTrait + TransactionTrait>(
+    conn: &C,
+    rows: Vec<Rows>,
+) -> Result<Vec<SendReceipt>, EngineError> {
+    let txn = conn.begin().await?;
+    let conn = &txn;
+    let mut receipts = Vec::with_capacity(rows.len());
+    let mut event_rows = Vec::with_capacity(rows.len());
+    let mut run_rows = Vec::with_capacity(rows.len());
+    for r in rows {
+        if let Some(key) = &r.idempotency_key {
             // Insert-or-skip in one statement, so concurrent sends with one key agree.
-            let inserted = event::Entity::insert(row)
+            let inserted = event::Entity::insert(r.event)
                 .on_conflict(
                     OnConflict::column(event::Column::IdempotencyKey)
                         .do_nothing()
@@ -220,34 +327,10 @@ pub(crate) async fn send_many<C: ConnectionTrait + TransactionTrait>(
                 Err(e) => return Err(e.into()),
             }
         } else {
-            event_rows.push(row);
+            event_rows.push(r.event);
         }
-        let mut run_ids = Vec::new();
-        let functions: Vec<&String> = match target {
-            Some(function_id) => vec![function_id],
-            None => inner
-                .triggers
-                .get(&p.event.name)
-                .into_iter()
-                .flatten()
-                .collect(),
-        };
-        for function_id in functions {
-            let run_id = new_id();
-            run_rows.push(new_run(
-                &run_id,
-                function_id,
-                &event_id,
-                p.event.user_id.clone(),
-                now,
-            ));
-            run_ids.push(run_id);
-        }
-        receipts.push(SendReceipt {
-            event_id,
-            run_ids,
-            duplicate: false,
-        });
+        run_rows.extend(r.runs);
+        receipts.push(r.receipt);
     }
     for chunk in event_rows.chunks(ROWS_PER_INSERT) {
         event::Entity::insert_many(chunk.to_vec())

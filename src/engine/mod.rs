@@ -103,6 +103,12 @@ pub struct Engine {
 
 pub(crate) struct Inner {
     db: DatabaseConnection,
+    /// For lease traffic (claims, heartbeats, "running" signals): on PostgreSQL, a small
+    /// pool whose commits do not wait for the WAL flush. A crash can lose such a commit,
+    /// which only makes a run look unclaimed (or its lease shorter) — as if its worker
+    /// had died — while any later durable commit flushes it along. Results, sends and
+    /// state moves always go through `db` and are durable when they return.
+    leases: DatabaseConnection,
     functions: HashMap<String, Function>,
     /// Event name -> ids of the functions it triggers.
     triggers: HashMap<String, Vec<String>>,
@@ -170,6 +176,7 @@ impl EngineBuilder {
         let (updates, _) = broadcast::channel(4096);
         Ok(Engine {
             inner: Arc::new(Inner {
+                leases: lease_pool(&self.db),
                 db: self.db,
                 functions,
                 triggers,
@@ -186,6 +193,36 @@ impl EngineBuilder {
             }),
         })
     }
+}
+
+/// See [`Inner::leases`]; on SQLite, the same pool as everything else.
+fn lease_pool(db: &DatabaseConnection) -> DatabaseConnection {
+    if db.get_database_backend() != sea_orm::DbBackend::Postgres {
+        return db.clone();
+    }
+    let pool = db.get_postgres_connection_pool();
+    let options = (*pool.connect_options()).clone().options([
+        ("synchronous_commit", "off"),
+        // The claim's plan does not depend on its parameters; planning it afresh each
+        // time costs more than running it once the table has seen many runs.
+        ("plan_cache_mode", "force_generic_plan"),
+    ]);
+    let leases = sea_orm::sqlx::postgres::PgPoolOptions::new()
+        .max_connections(4)
+        .min_connections(0)
+        .acquire_timeout(pool.options().get_acquire_timeout())
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                use sea_orm::sqlx::Connection;
+                if meta.idle_for >= std::time::Duration::from_secs(1) {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
+        .connect_lazy_with(options);
+    sea_orm::SqlxPostgresConnector::from_sqlx_postgres_pool(leases)
 }
 
 fn hostname() -> String {

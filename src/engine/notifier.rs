@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use sea_orm::sea_query::{Expr, Query};
 use sea_orm::sqlx::postgres::PgListener;
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement};
 use serde::{Deserialize, Serialize};
@@ -19,28 +20,38 @@ use super::{Inner, RunUpdate};
 const WAKE: &str = "nodebase_wake";
 const RUNS: &str = "nodebase_runs";
 
-/// A run update as it travels between processes.
+/// Run updates as they travel between processes, many per notification.
 #[derive(Serialize, Deserialize)]
 struct Wire {
-    /// The process that published it, which already told its own subscribers.
+    /// The process that published them, which already told its own subscribers.
     from: String,
+    runs: Vec<WireRun>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireRun {
     run: String,
     function: String,
     user: Option<String>,
     status: String,
 }
 
+/// PostgreSQL refuses payloads of 8000 bytes or more; stay well below.
+const MAX_PAYLOAD: usize = 7_000;
+
 /// Inside a transaction on PostgreSQL: wake every process's workers at commit.
 pub(crate) async fn wake_on_commit(conn: &impl ConnectionTrait) -> Result<(), DbErr> {
     if conn.get_database_backend() != DbBackend::Postgres {
         return Ok(());
     }
-    conn.execute_raw(Statement::from_string(
-        DbBackend::Postgres,
-        format!("SELECT pg_notify('{WAKE}', '')"),
-    ))
-    .await
-    .map(|_| ())
+    let mut select = Query::select();
+    select.expr(wake_expr());
+    conn.execute(&select).await.map(|_| ())
+}
+
+/// The SQL expression that sends the wake-up signal (PostgreSQL only).
+pub(crate) fn wake_expr() -> Expr {
+    Expr::cust(format!("pg_notify('{WAKE}', '')"))
 }
 
 /// On PostgreSQL: tells the other processes about `updates` (at commit, if `conn` is a
@@ -53,19 +64,7 @@ pub(crate) async fn announce(
     if conn.get_database_backend() != DbBackend::Postgres || updates.is_empty() {
         return Ok(());
     }
-    let payloads: Vec<String> = updates
-        .iter()
-        .map(|u| {
-            serde_json::to_string(&Wire {
-                from: worker_id.to_string(),
-                run: u.run_id.clone(),
-                function: u.function_id.clone(),
-                user: u.user_id.clone(),
-                status: u.status.to_string(),
-            })
-            .unwrap_or_default()
-        })
-        .collect();
+    let payloads = payloads(worker_id, updates);
     conn.execute_raw(Statement::from_sql_and_values(
         DbBackend::Postgres,
         format!("SELECT pg_notify('{RUNS}', p) FROM unnest($1::text[]) AS p"),
@@ -73,6 +72,36 @@ pub(crate) async fn announce(
     ))
     .await
     .map(|_| ())
+}
+
+/// `updates` as JSON payloads of at most about `MAX_PAYLOAD` bytes each.
+fn payloads(worker_id: &str, updates: &[RunUpdate]) -> Vec<String> {
+    let mut payloads = Vec::new();
+    let mut wire = Wire {
+        from: worker_id.to_string(),
+        runs: Vec::new(),
+    };
+    let mut size = 0;
+    for u in updates {
+        let run = WireRun {
+            run: u.run_id.clone(),
+            function: u.function_id.clone(),
+            user: u.user_id.clone(),
+            status: u.status.to_string(),
+        };
+        let run_size = serde_json::to_string(&run).map_or(0, |s| s.len()) + 1;
+        if size + run_size > MAX_PAYLOAD - 100 && !wire.runs.is_empty() {
+            payloads.push(serde_json::to_string(&wire).unwrap_or_default());
+            wire.runs.clear();
+            size = 0;
+        }
+        size += run_size;
+        wire.runs.push(run);
+    }
+    if !wire.runs.is_empty() {
+        payloads.push(serde_json::to_string(&wire).unwrap_or_default());
+    }
+    payloads
 }
 
 /// Starts the listener on PostgreSQL (nothing on SQLite). It reconnects by itself; after
@@ -144,16 +173,46 @@ fn handle(inner: &Inner, channel: &str, payload: &str) {
     if wire.from == inner.worker_id {
         return;
     }
-    let Ok(status) = wire.status.parse::<RunStatus>() else {
-        return;
-    };
-    if matches!(status, RunStatus::Queued | RunStatus::Sleeping) {
-        inner.wake.notify_one();
+    for run in wire.runs {
+        let Ok(status) = run.status.parse::<RunStatus>() else {
+            continue;
+        };
+        if matches!(status, RunStatus::Queued | RunStatus::Sleeping) {
+            inner.wake.notify_one();
+        }
+        let _ = inner.updates.send(RunUpdate {
+            run_id: run.run,
+            function_id: run.function,
+            user_id: run.user,
+            status,
+        });
     }
-    let _ = inner.updates.send(RunUpdate {
-        run_id: wire.run,
-        function_id: wire.function,
-        user_id: wire.user,
-        status,
-    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn many_updates_are_split_into_payloads_postgres_accepts() {
+        let updates: Vec<RunUpdate> = (0..500)
+            .map(|i| RunUpdate {
+                run_id: format!("run-{i:020}"),
+                function_id: "some-function".into(),
+                user_id: Some(format!("user-{i:020}")),
+                status: RunStatus::Completed,
+            })
+            .collect();
+        let payloads = payloads("worker", &updates);
+        assert!(payloads.len() > 1);
+        let mut seen = Vec::new();
+        for p in &payloads {
+            assert!(p.len() < MAX_PAYLOAD, "{} bytes", p.len());
+            let wire: Wire = serde_json::from_str(p).unwrap();
+            assert_eq!(wire.from, "worker");
+            seen.extend(wire.runs.into_iter().map(|r| r.run));
+        }
+        let sent: Vec<String> = updates.into_iter().map(|u| u.run_id).collect();
+        assert_eq!(seen, sent);
+    }
 }

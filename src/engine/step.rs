@@ -1,11 +1,13 @@
 //! Steps: memoized `run`s and durable `sleep`s, replayed from saved results on resume.
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tokio::sync::oneshot;
 
 use super::completer::{Completer, Transition, Write};
 use super::entities::step;
@@ -26,6 +28,12 @@ struct RunSteps {
     user_id: Option<String>,
     retries: u32,
     state: Mutex<Replay>,
+    /// See [`Write::lost`].
+    lost: Arc<AtomicBool>,
+    /// The commit of the last completed step, not yet confirmed: the next step waits
+    /// for it, so that no step starts unless the run is still ours, while a run's last
+    /// step and its end are committed together.
+    pending: tokio::sync::Mutex<Option<oneshot::Receiver<bool>>>,
 }
 
 /// What the handler has seen so far in this invocation, and what earlier ones saved.
@@ -52,6 +60,7 @@ impl Step {
         run: &super::entities::run::Model,
         retries: u32,
         saved: Vec<step::Model>,
+        lost: Arc<AtomicBool>,
     ) -> Self {
         Step {
             run: Arc::new(RunSteps {
@@ -66,6 +75,8 @@ impl Step {
                     used: HashMap::new(),
                     met: 0,
                 }),
+                lost,
+                pending: tokio::sync::Mutex::new(None),
             }),
         }
     }
@@ -79,6 +90,9 @@ impl Step {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, FnError>>,
     {
+        if !self.settle().await {
+            return Err(FnError::Interrupted);
+        }
         let (key, position, saved) = self.meet(id);
         if let Some(saved) = &saved {
             match saved.status.as_str() {
@@ -126,9 +140,11 @@ impl Step {
                 let output = serde_json::to_string(&value)?;
                 row.output = Some(output);
                 row.errors = serde_json::to_string(&errors)?;
-                if !self.record(row.clone(), None).await {
-                    return Err(FnError::Interrupted);
-                }
+                let ack = self
+                    .run
+                    .completer
+                    .commit_later(self.write(row.clone(), None));
+                *self.run.pending.lock().await = Some(ack);
                 self.remember(row);
                 Ok(value)
             }
@@ -184,8 +200,8 @@ impl Step {
 
     /// Parks the run for `duration`; no worker is held while it sleeps.
     pub async fn sleep(&self, id: &str, duration: Duration) -> Result<(), FnError> {
-        let wake_at = self.run.inner.clock.now_ms() + duration.as_millis() as i64;
-        self.sleep_to(id, wake_at).await
+        let millis = i64::try_from(duration.as_millis()).unwrap_or(i64::MAX);
+        self.sleep_to(id, |now| now.saturating_add(millis)).await
     }
 
     /// Parks the run until `time`.
@@ -194,10 +210,19 @@ impl Step {
         id: &str,
         time: chrono::DateTime<chrono::Utc>,
     ) -> Result<(), FnError> {
-        self.sleep_to(id, time.timestamp_millis()).await
+        self.sleep_to(id, |_| time.timestamp_millis()).await
     }
 
-    async fn sleep_to(&self, id: &str, wake_at_if_new: i64) -> Result<(), FnError> {
+    /// `wake_at_if_new` turns the step's start time into its wake time, so a
+    /// `sleep(1s)` is recorded as exactly one second long.
+    async fn sleep_to(
+        &self,
+        id: &str,
+        wake_at_if_new: impl FnOnce(i64) -> i64,
+    ) -> Result<(), FnError> {
+        if !self.settle().await {
+            return Err(FnError::Interrupted);
+        }
         let (key, position, saved) = self.meet(id);
         let now = self.run.inner.clock.now_ms();
         if let Some(saved) = &saved {
@@ -209,7 +234,7 @@ impl Step {
         let wake_at = saved
             .as_ref()
             .and_then(|s| s.wake_at)
-            .unwrap_or(wake_at_if_new);
+            .unwrap_or_else(|| wake_at_if_new(started_at));
         let mut row = step::Model {
             run_id: self.run.run_id.clone(),
             step_id: key,
@@ -268,6 +293,16 @@ impl Step {
             step: Some(row),
             transition,
             ack: None,
+            lost: self.run.lost.clone(),
+        }
+    }
+
+    /// Waits for the last step's commit: false if the run is no longer ours.
+    async fn settle(&self) -> bool {
+        let pending = self.run.pending.lock().await.take();
+        match pending {
+            Some(ack) => ack.await.unwrap_or(false),
+            None => true,
         }
     }
 

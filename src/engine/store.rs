@@ -3,13 +3,13 @@
 use std::collections::{HashMap, HashSet};
 
 use sea_orm::sea_query::{
-    CaseStatement, Expr, ExprTrait, Func, IntoColumnRef, LockBehavior, LockType, OnConflict, Order,
-    Query, ReturningClause, UpdateStatement,
+    Alias, Asterisk, CaseStatement, CommonTableExpression, Expr, ExprTrait, Func, IntoColumnRef,
+    LockBehavior, LockType, OnConflict, Order, Query, ReturningClause, UpdateStatement, WithClause,
 };
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, DbErr,
-    EntityTrait, FromQueryResult, IntoActiveModel, QueryFilter, QueryOrder, SqliteTransactionMode,
-    TransactionOptions, TransactionTrait,
+    EntityTrait, FromQueryResult, IdenStatic, IntoActiveModel, Iterable, QueryFilter, QueryOrder,
+    SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
 
 use super::completer::{Transition, Write};
@@ -44,8 +44,12 @@ fn id_col() -> Expr {
     Expr::col(run::Column::Id)
 }
 
-/// Claims up to `limit` due runs for this worker, oldest due first.
-pub(crate) async fn claim(inner: &Inner, limit: usize) -> Result<Vec<run::Model>, DbErr> {
+/// Claims up to `limit` due runs for this worker, oldest due first, with their events
+/// (`None` if the event is gone).
+pub(crate) async fn claim(
+    inner: &Inner,
+    limit: usize,
+) -> Result<Vec<(run::Model, Option<Event>)>, DbErr> {
     let now = inner.clock.now_ms();
     let mut due = Query::select();
     due.column(run::Column::Id)
@@ -54,7 +58,8 @@ pub(crate) async fn claim(inner: &Inner, limit: usize) -> Result<Vec<run::Model>
         .and_where(Expr::col(run::Column::DueAt).lte(now))
         .order_by(run::Column::DueAt, Order::Asc)
         .limit(limit as u64);
-    if inner.db.get_database_backend() == DbBackend::Postgres {
+    let postgres = inner.db.get_database_backend() == DbBackend::Postgres;
+    if postgres {
         // Concurrent claimers skip each other's rows instead of waiting on them.
         due.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
     }
@@ -76,17 +81,69 @@ pub(crate) async fn claim(inner: &Inner, limit: usize) -> Result<Vec<run::Model>
         .and_where(id_col().in_subquery(due))
         .and_where(Expr::cust(DUE_STATES))
         .returning_all();
-    let rows = inner.db.query_all(&claim).await?;
+    if !postgres {
+        // SQLite has no UPDATE inside WITH: two statements.
+        let rows = inner.leases.query_all(&claim).await?;
+        let runs = rows
+            .iter()
+            .map(|row| run::Model::from_query_result(row, ""))
+            .collect::<Result<Vec<_>, _>>()?;
+        let events = events(inner, runs.iter().map(|r| r.event_id.clone()).collect()).await?;
+        return Ok(runs
+            .into_iter()
+            .map(|r| {
+                // One event may have started several of these runs.
+                let event = events.get(&r.event_id).cloned();
+                (r, event)
+            })
+            .collect());
+    }
+    // PostgreSQL: the claim and its events in one round trip.
+    let claimed = Alias::new("claimed");
+    let mut select = Query::select();
+    select
+        .column((claimed.clone(), Asterisk))
+        .from(claimed.clone())
+        .left_join(
+            event::Entity,
+            Expr::col((event::Entity, event::Column::Id))
+                .equals((claimed.clone(), run::Column::EventId)),
+        );
+    for column in event::Column::iter() {
+        select.expr_as(
+            Expr::col((event::Entity, column)),
+            Alias::new(format!("{EVENT_PREFIX}{}", column.as_str())),
+        );
+    }
+    let mut with = WithClause::new();
+    with.cte(
+        CommonTableExpression::new()
+            .query(claim)
+            .table_name(claimed)
+            .to_owned(),
+    );
+    let query = with.query(select);
+    let rows = inner.leases.query_all(&query).await?;
     rows.iter()
-        .map(|row| run::Model::from_query_result(row, ""))
+        .map(|row| {
+            let run = run::Model::from_query_result(row, "")?;
+            let event = match row.try_get::<Option<String>>("", &format!("{EVENT_PREFIX}id"))? {
+                Some(_) => Some(
+                    Event::try_from(event::Model::from_query_result(row, EVENT_PREFIX)?)
+                        .map_err(|e| DbErr::Custom(e.to_string()))?,
+                ),
+                None => None,
+            };
+            Ok((run, event))
+        })
         .collect()
 }
 
+/// Names the event's columns apart from the run's in the claim's result.
+const EVENT_PREFIX: &str = "event_";
+
 /// The events with these ids.
-pub(crate) async fn events(
-    inner: &Inner,
-    ids: Vec<String>,
-) -> Result<HashMap<String, Event>, DbErr> {
+async fn events(inner: &Inner, ids: Vec<String>) -> Result<HashMap<String, Event>, DbErr> {
     let rows = event::Entity::find()
         .filter(event::Column::Id.is_in(ids))
         .all(&inner.db)
@@ -295,7 +352,7 @@ pub(crate) async fn heartbeat(inner: &Inner, run_ids: Vec<String>) -> Result<u64
         .filter(run::Column::Id.is_in(run_ids))
         .filter(Expr::cust(RUNNING))
         .filter(run::Column::LockedBy.eq(inner.worker_id.as_str()))
-        .exec(&inner.db)
+        .exec(&inner.leases)
         .await?;
     Ok(result.rows_affected)
 }
