@@ -78,9 +78,16 @@ pub(crate) async fn claim(
             Func::coalesce([Expr::col(run::Column::StartedAt), Expr::val(now)]),
         )
         .value(run::Column::UpdatedAt, now)
-        .and_where(id_col().in_subquery(due))
         .and_where(Expr::cust(DUE_STATES))
         .returning_all();
+    if postgres {
+        // `= ANY(ARRAY(…))`: the ids are found first and then looked up by primary key,
+        // whatever the (generic) plan guesses about the LIMIT. See scripts/claim-plan.sh.
+        let due = Expr::SubQuery(None, Box::new(due.into()));
+        claim.and_where(Expr::cust_with_expr(r#""id" = ANY(ARRAY($1))"#, due));
+    } else {
+        claim.and_where(id_col().in_subquery(due));
+    }
     if !postgres {
         // SQLite has no UPDATE inside WITH: two statements.
         let rows = inner.leases.query_all(&claim).await?;
@@ -139,8 +146,9 @@ pub(crate) async fn claim(
         .collect()
 }
 
-/// Names the event's columns apart from the run's in the claim's result.
-const EVENT_PREFIX: &str = "event_";
+/// Names the event's columns apart from the run's in the claim's result (the run has
+/// an `event_id` of its own).
+const EVENT_PREFIX: &str = "ev_";
 
 /// The events with these ids.
 async fn events(inner: &Inner, ids: Vec<String>) -> Result<HashMap<String, Event>, DbErr> {
