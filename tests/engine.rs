@@ -29,6 +29,31 @@ fn fast() -> EngineConfig {
     }
 }
 
+/// Starts an engine with `function` alone, sends `event`, waits until its run is
+/// `status`, stops the engine, and returns the run's id.
+async fn run_until(
+    db: &DatabaseConnection,
+    function: Function,
+    clock: Option<Arc<ManualClock>>,
+    event: NewEvent,
+    status: RunStatus,
+) -> String {
+    let mut builder = Engine::builder(db.clone())
+        .function(function)
+        .config(fast());
+    if let Some(clock) = clock {
+        builder = builder.clock(clock);
+    }
+    let engine = builder.build().unwrap();
+    let mut updates = common::Updates::new(engine.subscribe());
+    let workers = engine.start();
+    let receipt = engine.send(db, event).await.unwrap();
+    let run_id = receipt.run_ids[0].clone();
+    wait_for(&mut updates, &run_id, status).await;
+    workers.shutdown().await;
+    run_id
+}
+
 async fn run_row(db: &DatabaseConnection, id: &str) -> run::Model {
     run::Entity::find_by_id(id.to_string())
         .one(db)
@@ -135,21 +160,16 @@ async fn consecutive_steps_run_in_one_invocation_and_repeated_ids_get_a_suffix()
         Ok(json!(total))
     })
     .trigger("test/three");
-    let engine = Engine::builder(t.db.clone())
-        .function(function)
-        .config(fast())
-        .build()
-        .unwrap();
-    let mut updates = common::Updates::new(engine.subscribe());
-    let workers = engine.start();
-    let receipt = engine
-        .send(&t.db, NewEvent::new("test/three", json!(null)))
-        .await
-        .unwrap();
-    wait_for(&mut updates, &receipt.run_ids[0], RunStatus::Completed).await;
-    workers.shutdown().await;
+    let run_id = run_until(
+        &t.db,
+        function,
+        None,
+        NewEvent::new("test/three", json!(null)),
+        RunStatus::Completed,
+    )
+    .await;
 
-    let run = run_row(&t.db, &receipt.run_ids[0]).await;
+    let run = run_row(&t.db, &run_id).await;
     assert_eq!(run.claims, 1, "no re-queue between consecutive steps");
     assert_eq!(run.output.as_deref(), Some("6"));
     let ids: Vec<String> = steps_of(&t.db, &run.id)
@@ -183,21 +203,16 @@ async fn a_step_failing_twice_then_succeeding_completes_with_three_attempts() {
     })
     .trigger("test/flaky")
     .retries(5);
-    let engine = Engine::builder(t.db.clone())
-        .function(function)
-        .config(fast())
-        .build()
-        .unwrap();
-    let mut updates = common::Updates::new(engine.subscribe());
-    let workers = engine.start();
-    let receipt = engine
-        .send(&t.db, NewEvent::new("test/flaky", json!({})))
-        .await
-        .unwrap();
-    wait_for(&mut updates, &receipt.run_ids[0], RunStatus::Completed).await;
-    workers.shutdown().await;
+    let run_id = run_until(
+        &t.db,
+        function,
+        None,
+        NewEvent::new("test/flaky", json!({})),
+        RunStatus::Completed,
+    )
+    .await;
 
-    let steps = steps_of(&t.db, &receipt.run_ids[0]).await;
+    let steps = steps_of(&t.db, &run_id).await;
     assert_eq!(steps.len(), 1);
     assert_eq!(steps[0].status, "completed");
     assert_eq!(steps[0].attempts, 3);
@@ -219,21 +234,16 @@ async fn a_non_retriable_error_fails_the_run_at_once() {
     })
     .trigger("test/fatal")
     .retries(10);
-    let engine = Engine::builder(t.db.clone())
-        .function(function)
-        .config(fast())
-        .build()
-        .unwrap();
-    let mut updates = common::Updates::new(engine.subscribe());
-    let workers = engine.start();
-    let receipt = engine
-        .send(&t.db, NewEvent::new("test/fatal", json!({})))
-        .await
-        .unwrap();
-    wait_for(&mut updates, &receipt.run_ids[0], RunStatus::Failed).await;
-    workers.shutdown().await;
+    let run_id = run_until(
+        &t.db,
+        function,
+        None,
+        NewEvent::new("test/fatal", json!({})),
+        RunStatus::Failed,
+    )
+    .await;
 
-    let run = run_row(&t.db, &receipt.run_ids[0]).await;
+    let run = run_row(&t.db, &run_id).await;
     assert!(
         run.error.as_deref().unwrap().contains("bad input"),
         "{run:?}"
@@ -261,26 +271,21 @@ async fn spent_retries_fail_the_run_with_the_last_error() {
     })
     .trigger("test/doomed")
     .retries(2);
-    let engine = Engine::builder(t.db.clone())
-        .function(function)
-        .config(fast())
-        .build()
-        .unwrap();
-    let mut updates = common::Updates::new(engine.subscribe());
-    let workers = engine.start();
-    let receipt = engine
-        .send(&t.db, NewEvent::new("test/doomed", json!({})))
-        .await
-        .unwrap();
-    wait_for(&mut updates, &receipt.run_ids[0], RunStatus::Failed).await;
-    workers.shutdown().await;
+    let run_id = run_until(
+        &t.db,
+        function,
+        None,
+        NewEvent::new("test/doomed", json!({})),
+        RunStatus::Failed,
+    )
+    .await;
 
     assert_eq!(
         calls.load(Ordering::SeqCst),
         3,
         "one attempt plus two retries"
     );
-    let run = run_row(&t.db, &receipt.run_ids[0]).await;
+    let run = run_row(&t.db, &run_id).await;
     let error = run.error.unwrap();
     assert!(
         error.contains("after 3 attempts") && error.contains("boom 3"),
@@ -308,22 +313,16 @@ async fn retry_after_sets_the_next_attempt_time() {
         Ok(json!(null))
     })
     .trigger("test/later");
-    let engine = Engine::builder(t.db.clone())
-        .function(function)
-        .config(fast())
-        .clock(clock.clone())
-        .build()
-        .unwrap();
-    let mut updates = common::Updates::new(engine.subscribe());
-    let workers = engine.start();
-    let receipt = engine
-        .send(&t.db, NewEvent::new("test/later", json!({})))
-        .await
-        .unwrap();
-    wait_for(&mut updates, &receipt.run_ids[0], RunStatus::Queued).await;
-    workers.shutdown().await;
+    let run_id = run_until(
+        &t.db,
+        function,
+        Some(clock.clone()),
+        NewEvent::new("test/later", json!({})),
+        RunStatus::Queued,
+    )
+    .await;
 
-    let run = run_row(&t.db, &receipt.run_ids[0]).await;
+    let run = run_row(&t.db, &run_id).await;
     assert_eq!(run.status, "queued");
     assert_eq!(run.due_at, 5_000_000 + 90_000);
     let step = &steps_of(&t.db, &run.id).await[0];
@@ -339,20 +338,15 @@ async fn a_failing_handler_outside_steps_is_retried_then_failed() {
     })
     .trigger("test/broken")
     .retries(1);
-    let engine = Engine::builder(t.db.clone())
-        .function(function)
-        .config(fast())
-        .build()
-        .unwrap();
-    let mut updates = common::Updates::new(engine.subscribe());
-    let workers = engine.start();
-    let receipt = engine
-        .send(&t.db, NewEvent::new("test/broken", json!({})))
-        .await
-        .unwrap();
-    wait_for(&mut updates, &receipt.run_ids[0], RunStatus::Failed).await;
-    workers.shutdown().await;
-    let run = run_row(&t.db, &receipt.run_ids[0]).await;
+    let run_id = run_until(
+        &t.db,
+        function,
+        None,
+        NewEvent::new("test/broken", json!({})),
+        RunStatus::Failed,
+    )
+    .await;
+    let run = run_row(&t.db, &run_id).await;
     assert_eq!(run.attempts, 2);
     assert_eq!(run.claims, 2);
     assert!(run.error.unwrap().contains("no luck"));

@@ -381,24 +381,32 @@ fn updates_from(
         .collect()
 }
 
-/// Puts runs whose lease lapsed (their worker died or hung) back in the queue.
-pub(crate) async fn rescue(inner: &Inner) -> Result<Vec<RunUpdate>, DbErr> {
-    let now = inner.clock.now_ms();
-    let mut rescue = Query::update();
-    rescue
+/// An UPDATE that moves runs to `status` without an owner, returning what a
+/// [`RunUpdate`] needs; the callers add which runs.
+fn unlock(status: RunStatus, now: i64) -> UpdateStatement {
+    let mut update = Query::update();
+    update
         .table(run::Entity)
-        .value(run::Column::Status, RunStatus::Queued.as_str())
+        .value(run::Column::Status, status.as_str())
         .value(run::Column::LockedBy, Option::<String>::None)
         .value(run::Column::LeaseUntil, Option::<i64>::None)
-        .value(run::Column::DueAt, now)
         .value(run::Column::UpdatedAt, now)
-        .and_where(Expr::cust(RUNNING))
-        .and_where(Expr::col(run::Column::LeaseUntil).lt(now))
         .returning(ReturningClause::Columns(vec![
             run::Column::Id.into_column_ref(),
             run::Column::FunctionId.into_column_ref(),
             run::Column::UserId.into_column_ref(),
         ]));
+    update
+}
+
+/// Puts runs whose lease lapsed (their worker died or hung) back in the queue.
+pub(crate) async fn rescue(inner: &Inner) -> Result<Vec<RunUpdate>, DbErr> {
+    let now = inner.clock.now_ms();
+    let mut rescue = unlock(RunStatus::Queued, now);
+    rescue
+        .value(run::Column::DueAt, now)
+        .and_where(Expr::cust(RUNNING))
+        .and_where(Expr::col(run::Column::LeaseUntil).lt(now));
     updates_from(inner.db.query_all(&rescue).await?, RunStatus::Queued)
 }
 
@@ -408,22 +416,12 @@ pub(crate) async fn release(inner: &Inner, run_ids: Vec<String>) -> Result<Vec<R
         return Ok(Vec::new());
     }
     let now = inner.clock.now_ms();
-    let mut release = Query::update();
+    let mut release = unlock(RunStatus::Queued, now);
     release
-        .table(run::Entity)
-        .value(run::Column::Status, RunStatus::Queued.as_str())
-        .value(run::Column::LockedBy, Option::<String>::None)
-        .value(run::Column::LeaseUntil, Option::<i64>::None)
         .value(run::Column::DueAt, now)
-        .value(run::Column::UpdatedAt, now)
         .and_where(id_col().is_in(run_ids))
         .and_where(Expr::cust(RUNNING))
-        .and_where(Expr::col(run::Column::LockedBy).eq(inner.worker_id.as_str()))
-        .returning(ReturningClause::Columns(vec![
-            run::Column::Id.into_column_ref(),
-            run::Column::FunctionId.into_column_ref(),
-            run::Column::UserId.into_column_ref(),
-        ]));
+        .and_where(Expr::col(run::Column::LockedBy).eq(inner.worker_id.as_str()));
     updates_from(inner.db.query_all(&release).await?, RunStatus::Queued)
 }
 
@@ -433,21 +431,11 @@ pub(crate) async fn cancel(
     run_id: &str,
     now: i64,
 ) -> Result<Option<RunUpdate>, DbErr> {
-    let mut cancel = Query::update();
+    let mut cancel = unlock(RunStatus::Cancelled, now);
     cancel
-        .table(run::Entity)
-        .value(run::Column::Status, RunStatus::Cancelled.as_str())
-        .value(run::Column::LockedBy, Option::<String>::None)
-        .value(run::Column::LeaseUntil, Option::<i64>::None)
         .value(run::Column::EndedAt, now)
-        .value(run::Column::UpdatedAt, now)
         .and_where(id_col().eq(run_id))
-        .and_where(Expr::cust(LIVE_STATES))
-        .returning(ReturningClause::Columns(vec![
-            run::Column::Id.into_column_ref(),
-            run::Column::FunctionId.into_column_ref(),
-            run::Column::UserId.into_column_ref(),
-        ]));
+        .and_where(Expr::cust(LIVE_STATES));
     let rows = db.query_all(&cancel).await?;
     Ok(updates_from(rows, RunStatus::Cancelled)?.pop())
 }
