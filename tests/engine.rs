@@ -14,8 +14,8 @@ use nodebase::engine::{
     Backoff, Engine, EngineConfig, EngineError, FnError, Function, ManualClock, NewEvent, RunStatus,
 };
 use sea_orm::{
-    ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, TransactionTrait,
 };
 use serde_json::json;
 use tokio::sync::Notify;
@@ -874,4 +874,92 @@ async fn pruning_deletes_old_finished_runs_and_keeps_the_rest() {
     assert_eq!(event::Entity::find().count(&t.db).await.unwrap(), 2);
     // Their steps went with them.
     assert_eq!(step::Entity::find().count(&t.db).await.unwrap(), 2);
+}
+
+/// Makes the database refuse to record steps named `name` (a failing disk, say).
+async fn refuse_steps_named(db: &DatabaseConnection, name: &str) {
+    let statements = match db.get_database_backend() {
+        DbBackend::Sqlite => vec![format!(
+            "CREATE TRIGGER refuse_step BEFORE INSERT ON step WHEN NEW.name = '{name}' \
+             BEGIN SELECT RAISE(ABORT, 'refused'); END"
+        )],
+        _ => vec![
+            format!(
+                "CREATE FUNCTION refuse_step() RETURNS trigger AS $$ BEGIN \
+                 IF NEW.name = '{name}' THEN RAISE EXCEPTION 'refused'; END IF; \
+                 RETURN NEW; END $$ LANGUAGE plpgsql"
+            ),
+            "CREATE TRIGGER refuse_step BEFORE INSERT ON step FOR EACH ROW \
+             EXECUTE FUNCTION refuse_step()"
+                .to_string(),
+        ],
+    };
+    for sql in statements {
+        db.execute_unprepared(&sql).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_run_never_completes_without_the_record_of_a_step_the_database_refused() {
+    let t = test_db().await;
+    refuse_steps_named(&t.db, "fragile").await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    let function = Function::new("refused", move |ctx| {
+        let c = c.clone();
+        async move {
+            ctx.step
+                .run(
+                    "fragile",
+                    || async move { Ok(c.fetch_add(1, Ordering::SeqCst)) },
+                )
+                .await?;
+            // Some work after the last step, so that the run's end is committed apart
+            // from the step's record.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            Ok(json!("done"))
+        }
+    })
+    .trigger("test/refused");
+    let engine = Engine::builder(t.db.clone())
+        .function(function)
+        .config(EngineConfig {
+            lease: Duration::from_millis(500),
+            heartbeat: Duration::from_millis(150),
+            ..fast()
+        })
+        .build()
+        .unwrap();
+    let mut updates = common::Updates::new(engine.subscribe());
+    let workers = engine.start();
+    let receipt = engine
+        .send(&t.db, NewEvent::new("test/refused", json!({})))
+        .await
+        .unwrap();
+    let run_id = &receipt.run_ids[0];
+    wait_for(&mut updates, run_id, RunStatus::Running).await;
+
+    // The step ran, its record was refused until the engine gave up on it, and the
+    // run was handed back once its lease lapsed — it did not complete without it.
+    wait_for(&mut updates, run_id, RunStatus::Queued).await;
+    assert!(calls.load(Ordering::SeqCst) >= 1);
+    let run = run_row(&t.db, run_id).await;
+    assert_ne!(run.status, "completed", "{run:?}");
+    assert!(steps_of(&t.db, run_id).await.is_empty());
+
+    // Once the database accepts it again, the run completes with its step.
+    let drop = match t.db.get_database_backend() {
+        DbBackend::Sqlite => "DROP TRIGGER refuse_step",
+        _ => "DROP TRIGGER refuse_step ON step",
+    };
+    t.db.execute_unprepared(drop).await.unwrap();
+    wait_for(&mut updates, run_id, RunStatus::Completed).await;
+    workers.shutdown().await;
+    let steps = steps_of(&t.db, run_id).await;
+    assert_eq!(steps.len(), 1);
+    assert_eq!(steps[0].status, "completed");
+    assert_eq!(
+        run_row(&t.db, run_id).await.output.as_deref(),
+        Some("\"done\"")
+    );
 }
