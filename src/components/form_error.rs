@@ -1,5 +1,6 @@
-//! The error line under a form.
+//! Errors on the page: the line under a form, and a page whose data did not load.
 use leptos::prelude::*;
+use leptos_router::components::Redirect;
 
 use crate::error::AppError;
 
@@ -24,4 +25,14 @@ where
     O: Clone + Send + Sync + 'static,
 {
     Signal::derive(move || action.value().get().and_then(Result::err))
+}
+
+/// What a page shows when its data did not load: the sign-in page for a lapsed
+/// session, the error otherwise.
+#[component]
+pub fn LoadError(error: AppError) -> impl IntoView {
+    match error {
+        AppError::Unauthorized => view! { <Redirect path="/signin" /> }.into_any(),
+        err => view! { <p class="form-error">{err.to_string()}</p> }.into_any(),
+    }
 }

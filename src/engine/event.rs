@@ -183,24 +183,19 @@ pub(crate) async fn send_many<C: ConnectionTrait + TransactionTrait>(
     // Validate everything first: a bad event stores nothing, not even its neighbours.
     let prepared = prepare(inner, events)?;
     let now = inner.clock.now_ms();
-    if conn.get_database_backend() == DbBackend::Postgres
-        && prepared.len() <= ROWS_PER_INSERT
-        && prepared.iter().all(|p| p.event.idempotency_key.is_none())
-    {
-        let rows: Vec<Rows> = prepared
-            .into_iter()
-            .map(|p| rows(inner, p, target, now))
-            .collect();
-        if rows.iter().map(|r| r.runs.len()).sum::<usize>() <= ROWS_PER_INSERT {
-            return send_in_one_statement(conn, rows).await;
-        }
-        return send_in_transaction(conn, rows).await;
-    }
-    let rows = prepared
+    let rows: Vec<Rows> = prepared
         .into_iter()
         .map(|p| rows(inner, p, target, now))
         .collect();
-    send_in_transaction(conn, rows).await
+    let one_statement = conn.get_database_backend() == DbBackend::Postgres
+        && rows.len() <= ROWS_PER_INSERT
+        && rows.iter().map(|r| r.runs.len()).sum::<usize>() <= ROWS_PER_INSERT
+        && rows.iter().all(|r| r.idempotency_key.is_none());
+    if one_statement {
+        send_in_one_statement(conn, rows).await
+    } else {
+        send_in_transaction(conn, rows).await
+    }
 }
 
 /// An event's rows and its receipt, before anything is stored.

@@ -207,20 +207,12 @@ fn lease_pool(db: &DatabaseConnection) -> DatabaseConnection {
         // time costs more than running it once the table has seen many runs.
         ("plan_cache_mode", "force_generic_plan"),
     ]);
-    let leases = sea_orm::sqlx::postgres::PgPoolOptions::new()
+    // The main pool's settings (timeouts, health checks), with fewer connections.
+    let leases = pool
+        .options()
+        .clone()
         .max_connections(4)
         .min_connections(0)
-        .acquire_timeout(pool.options().get_acquire_timeout())
-        .test_before_acquire(false)
-        .before_acquire(|conn, meta| {
-            Box::pin(async move {
-                use sea_orm::sqlx::Connection;
-                if meta.idle_for >= std::time::Duration::from_secs(1) {
-                    conn.ping().await?;
-                }
-                Ok(true)
-            })
-        })
         .connect_lazy_with(options);
     sea_orm::SqlxPostgresConnector::from_sqlx_postgres_pool(leases)
 }

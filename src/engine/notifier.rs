@@ -21,7 +21,7 @@ const WAKE: &str = "nodebase_wake";
 const RUNS: &str = "nodebase_runs";
 
 /// Run updates as they travel between processes, many per notification.
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct Wire {
     /// The process that published them, which already told its own subscribers.
     from: String,
@@ -76,30 +76,31 @@ pub(crate) async fn announce(
 
 /// `updates` as JSON payloads of at most about `MAX_PAYLOAD` bytes each.
 fn payloads(worker_id: &str, updates: &[RunUpdate]) -> Vec<String> {
+    // Each run is serialized once; a payload is a [`Wire`] put together from them.
+    let from = serde_json::to_string(worker_id).unwrap_or_default();
+    let payload = |runs: &[String]| format!(r#"{{"from":{from},"runs":[{}]}}"#, runs.join(","));
+    let room = MAX_PAYLOAD - from.len() - 20;
     let mut payloads = Vec::new();
-    let mut wire = Wire {
-        from: worker_id.to_string(),
-        runs: Vec::new(),
-    };
+    let mut runs: Vec<String> = Vec::new();
     let mut size = 0;
     for u in updates {
-        let run = WireRun {
+        let run = serde_json::to_string(&WireRun {
             run: u.run_id.clone(),
             function: u.function_id.clone(),
             user: u.user_id.clone(),
             status: u.status.to_string(),
-        };
-        let run_size = serde_json::to_string(&run).map_or(0, |s| s.len()) + 1;
-        if size + run_size > MAX_PAYLOAD - 100 && !wire.runs.is_empty() {
-            payloads.push(serde_json::to_string(&wire).unwrap_or_default());
-            wire.runs.clear();
+        })
+        .unwrap_or_default();
+        if size + run.len() + 1 > room && !runs.is_empty() {
+            payloads.push(payload(&runs));
+            runs.clear();
             size = 0;
         }
-        size += run_size;
-        wire.runs.push(run);
+        size += run.len() + 1;
+        runs.push(run);
     }
-    if !wire.runs.is_empty() {
-        payloads.push(serde_json::to_string(&wire).unwrap_or_default());
+    if !runs.is_empty() {
+        payloads.push(payload(&runs));
     }
     payloads
 }

@@ -33,7 +33,7 @@ struct RunSteps {
     /// The commit of the last completed step, not yet confirmed: the next step waits
     /// for it, so that no step starts unless the run is still ours, while a run's last
     /// step and its end are committed together.
-    pending: tokio::sync::Mutex<Option<oneshot::Receiver<bool>>>,
+    pending: Mutex<Option<oneshot::Receiver<bool>>>,
 }
 
 /// What the handler has seen so far in this invocation, and what earlier ones saved.
@@ -76,7 +76,7 @@ impl Step {
                     met: 0,
                 }),
                 lost,
-                pending: tokio::sync::Mutex::new(None),
+                pending: Mutex::new(None),
             }),
         }
     }
@@ -144,7 +144,7 @@ impl Step {
                     .run
                     .completer
                     .commit_later(self.write(row.clone(), None));
-                *self.run.pending.lock().await = Some(ack);
+                *lock(&self.run.pending) = Some(ack);
                 self.remember(row);
                 Ok(value)
             }
@@ -266,7 +266,7 @@ impl Step {
 
     /// The unique id, position and saved record of the next step named `id`.
     fn meet(&self, id: &str) -> (String, i32, Option<step::Model>) {
-        let mut state = self.run.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = lock(&self.run.state);
         let used = state.used.entry(id.to_string()).or_insert(0);
         let key = if *used == 0 {
             id.to_string()
@@ -281,7 +281,7 @@ impl Step {
     }
 
     fn remember(&self, row: step::Model) {
-        let mut state = self.run.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = lock(&self.run.state);
         state.saved.insert(row.step_id.clone(), row);
     }
 
@@ -299,7 +299,7 @@ impl Step {
 
     /// Waits for the last step's commit: false if the run is no longer ours.
     async fn settle(&self) -> bool {
-        let pending = self.run.pending.lock().await.take();
+        let pending = lock(&self.run.pending).take();
         match pending {
             Some(ack) => ack.await.unwrap_or(false),
             None => true,
@@ -310,4 +310,9 @@ impl Step {
     async fn record(&self, row: step::Model, transition: Option<Transition>) -> bool {
         self.run.completer.commit(self.write(row, transition)).await
     }
+}
+
+/// Locks `mutex`, even if a panicking handler poisoned it (its data stays valid).
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -1,16 +1,15 @@
 //! `/events`: the user's recent events, the runs each triggered, and a form to send one.
 use leptos::prelude::*;
-use leptos_router::components::{Redirect, A};
+use leptos_router::components::A;
 use leptos_router::hooks::use_query_map;
 
 use crate::api::runs::{list_events, EventRow, GetEvent, SendEvent};
-use crate::components::form_error::{action_error, FormError};
+use crate::components::form_error::{action_error, FormError, LoadError};
 use crate::components::live::use_live_runs;
 use crate::components::nav::Nav;
 use crate::components::status::StatusBadge;
 use crate::components::time::format_time;
 use crate::components::toast::use_toaster;
-use crate::error::AppError;
 
 /// The events page.
 #[component]
@@ -67,8 +66,7 @@ pub fn EventsPage() -> impl IntoView {
                                 {next.map(|n| view! { <p class="pager"><a href=format!("/events?before={n}")>"Older →"</a></p> })}
                             }.into_any()
                         }
-                        Err(AppError::Unauthorized) => view! { <Redirect path="/signin" /> }.into_any(),
-                        Err(err) => view! { <p class="form-error">{err.to_string()}</p> }.into_any(),
+                        Err(err) => view! { <LoadError error=err /> }.into_any(),
                     }
                 })}
             </Transition>

@@ -1,13 +1,12 @@
 //! `/functions`: the registered functions, their settings and run counts; invoke one.
 use leptos::prelude::*;
-use leptos_router::components::{Redirect, A};
+use leptos_router::components::A;
 
 use crate::api::runs::{list_functions, FunctionView, InvokeFunction};
-use crate::components::form_error::{action_error, FormError};
+use crate::components::form_error::{action_error, FormError, LoadError};
 use crate::components::live::use_live_runs;
 use crate::components::nav::Nav;
 use crate::components::status::StatusBadge;
-use crate::error::AppError;
 
 /// The functions page.
 #[component]
@@ -22,8 +21,7 @@ pub fn FunctionsPage() -> impl IntoView {
                 {move || Suspend::new(async move {
                     match functions.await {
                         Ok(list) => list.into_iter().map(|f| view! { <FunctionCard function=f /> }).collect_view().into_any(),
-                        Err(AppError::Unauthorized) => view! { <Redirect path="/signin" /> }.into_any(),
-                        Err(err) => view! { <p class="form-error">{err.to_string()}</p> }.into_any(),
+                        Err(err) => view! { <LoadError error=err /> }.into_any(),
                     }
                 })}
             </Transition>

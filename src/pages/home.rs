@@ -1,12 +1,11 @@
 //! The home page: the signed-in user's workflows and the button that creates one.
 use leptos::prelude::*;
-use leptos_router::components::Redirect;
 
 use crate::api::workflows::{get_workflows, CreateWorkflow, WorkflowView};
+use crate::components::form_error::LoadError;
 use crate::components::live::use_live_runs;
 use crate::components::nav::Nav;
 use crate::components::toast::use_toaster;
-use crate::error::AppError;
 
 /// Lists workflows; "워크플로우 생성" answers at once with a toast.
 #[component]
@@ -46,8 +45,7 @@ pub fn HomePage() -> impl IntoView {
                 {move || Suspend::new(async move {
                     match workflows.await {
                         Ok(list) => view! { <WorkflowList workflows=list /> }.into_any(),
-                        Err(AppError::Unauthorized) => view! { <Redirect path="/signin" /> }.into_any(),
-                        Err(err) => view! { <p class="form-error">{err.to_string()}</p> }.into_any(),
+                        Err(err) => view! { <LoadError error=err /> }.into_any(),
                     }
                 })}
             </Transition>

@@ -1,10 +1,10 @@
 //! `/runs/:id`: one run — its event, output or error, and the step timeline — live.
 use leptos::prelude::*;
-use leptos_router::components::{Redirect, A};
+use leptos_router::components::A;
 use leptos_router::hooks::{use_navigate, use_params_map};
 
 use crate::api::runs::{get_run, CancelRun, RerunRun, RunDetail, StepView};
-use crate::components::form_error::{action_error, FormError};
+use crate::components::form_error::{action_error, FormError, LoadError};
 use crate::components::live::use_live_runs;
 use crate::components::nav::Nav;
 use crate::components::status::StatusBadge;
@@ -39,14 +39,13 @@ pub fn RunPage() -> impl IntoView {
             {move || Suspend::new(async move {
                 match detail.await {
                     Ok(detail) => view! { <RunView detail=detail cancel=cancel rerun=rerun /> }.into_any(),
-                    Err(AppError::Unauthorized) => view! { <Redirect path="/signin" /> }.into_any(),
                     Err(AppError::NotFound) => view! {
                         <section class="card">
                             <h1>"Run not found"</h1>
                             <p><A href="/runs">"All runs"</A></p>
                         </section>
                     }.into_any(),
-                    Err(err) => view! { <section class="card"><p class="form-error">{err.to_string()}</p></section> }.into_any(),
+                    Err(err) => view! { <section class="card"><LoadError error=err /></section> }.into_any(),
                 }
             })}
         </Transition>

@@ -5,11 +5,11 @@ use leptos_router::hooks::use_query_map;
 
 use crate::api::runs::RUN_STATES;
 use crate::api::runs::{list_runs, RunPage, RunRow};
+use crate::components::form_error::LoadError;
 use crate::components::live::use_live_runs;
 use crate::components::nav::Nav;
 use crate::components::status::StatusBadge;
 use crate::components::time::{format_duration, format_time};
-use crate::error::AppError;
 
 /// The runs list with filters, counts and cursor pages.
 #[component]
@@ -38,8 +38,7 @@ pub fn RunsPage() -> impl IntoView {
                 {move || Suspend::new(async move {
                     match page.await {
                         Ok(page) => view! { <RunsView page=page status=param("status") function=param("function") q=param("q") before=param("before") /> }.into_any(),
-                        Err(AppError::Unauthorized) => view! { <leptos_router::components::Redirect path="/signin" /> }.into_any(),
-                        Err(err) => view! { <p class="form-error">{err.to_string()}</p> }.into_any(),
+                        Err(err) => view! { <LoadError error=err /> }.into_any(),
                     }
                 })}
             </Transition>
