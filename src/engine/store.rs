@@ -4,7 +4,8 @@ use std::collections::{HashMap, HashSet};
 
 use sea_orm::sea_query::{
     Alias, Asterisk, CaseStatement, CommonTableExpression, Expr, ExprTrait, Func, IntoColumnRef,
-    LockBehavior, LockType, OnConflict, Order, Query, ReturningClause, UpdateStatement, WithClause,
+    LockBehavior, LockType, OnConflict, Order, Query, ReturningClause, SelectStatement,
+    UpdateStatement, WithClause,
 };
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, DbErr,
@@ -44,6 +45,18 @@ fn id_col() -> Expr {
     Expr::col(run::Column::Id)
 }
 
+/// `id IN (ids)`. On PostgreSQL `id = ANY(ARRAY(ids))`: the ids (which may be locked
+/// there) are found first and then looked up by primary key, whatever the generic plan
+/// guesses about how many there are. See scripts/claim-plan.sh.
+fn id_in(postgres: bool, ids: SelectStatement) -> Expr {
+    if postgres {
+        let ids = Expr::SubQuery(None, Box::new(ids.into()));
+        Expr::cust_with_expr(r#""id" = ANY(ARRAY($1))"#, ids)
+    } else {
+        id_col().in_subquery(ids)
+    }
+}
+
 /// Claims up to `limit` due runs for this worker, oldest due first, with their events
 /// (`None` if the event is gone).
 pub(crate) async fn claim(
@@ -80,14 +93,7 @@ pub(crate) async fn claim(
         .value(run::Column::UpdatedAt, now)
         .and_where(Expr::cust(DUE_STATES))
         .returning_all();
-    if postgres {
-        // `= ANY(ARRAY(…))`: the ids are found first and then looked up by primary key,
-        // whatever the (generic) plan guesses about the LIMIT. See scripts/claim-plan.sh.
-        let due = Expr::SubQuery(None, Box::new(due.into()));
-        claim.and_where(Expr::cust_with_expr(r#""id" = ANY(ARRAY($1))"#, due));
-    } else {
-        claim.and_where(id_col().in_subquery(due));
-    }
+    claim.and_where(id_in(postgres, due));
     if !postgres {
         // SQLite has no UPDATE inside WITH: two statements.
         let rows = inner.leases.query_all(&claim).await?;
@@ -352,17 +358,27 @@ pub(crate) async fn heartbeat(inner: &Inner, run_ids: Vec<String>) -> Result<u64
         return Ok(0);
     }
     let now = inner.clock.now_ms();
-    let result = run::Entity::update_many()
-        .col_expr(
+    let postgres = inner.db.get_database_backend() == DbBackend::Postgres;
+    let mut ours = Query::select();
+    ours.column(run::Column::Id)
+        .from(run::Entity)
+        .and_where(id_col().is_in(run_ids));
+    if postgres {
+        // A run whose writes are being committed right now is skipped: that commit
+        // renews its lease, and waiting for it could deadlock with it.
+        ours.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
+    }
+    let mut renew = Query::update();
+    renew
+        .table(run::Entity)
+        .value(
             run::Column::LeaseUntil,
-            Expr::val(now + inner.config.lease.as_millis() as i64),
+            now + inner.config.lease.as_millis() as i64,
         )
-        .filter(run::Column::Id.is_in(run_ids))
-        .filter(Expr::cust(RUNNING))
-        .filter(run::Column::LockedBy.eq(inner.worker_id.as_str()))
-        .exec(&inner.leases)
-        .await?;
-    Ok(result.rows_affected)
+        .and_where(id_in(postgres, ours))
+        .and_where(Expr::cust(RUNNING))
+        .and_where(Expr::col(run::Column::LockedBy).eq(inner.worker_id.as_str()));
+    Ok(inner.leases.execute(&renew).await?.rows_affected())
 }
 
 fn updates_from(
