@@ -31,11 +31,19 @@ ensure_rust_tools() {
   fi
 }
 
-# binaryen 116 from crates.io: Debian's wasm-opt 108 yields a WASM that fails to hydrate.
+# wasm-opt 116 for cargo-leptos's release build, from npm's binaryen@116.0.0 (a Node
+# program; installs in seconds where the crates.io build takes 11 minutes). Debian's
+# wasm-opt 108 yields a WASM that fails to hydrate; the browser tests run once on a
+# release build to catch a bad optimizer.
+BINARYEN_DIR="$PWD/target/tools/binaryen"
 ensure_wasm_opt() {
   if ! wasm-opt --version 2>/dev/null | grep -q 'version 116'; then
-    say "installing wasm-opt 116 (about 11 minutes on 2 cores)"
-    cargo install wasm-opt --version 0.116.1 --locked
+    if ! "$BINARYEN_DIR/node_modules/.bin/wasm-opt" --version 2>/dev/null | grep -q 'version 116'; then
+      say "installing wasm-opt 116 (npm binaryen@116.0.0)"
+      mkdir -p "$BINARYEN_DIR"
+      npm install --no-audit --no-fund --prefix "$BINARYEN_DIR" binaryen@116.0.0
+    fi
+    export PATH="$BINARYEN_DIR/node_modules/.bin:$PATH"
   fi
 }
 

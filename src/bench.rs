@@ -232,7 +232,7 @@ async fn wait_completed(
             Ok(_) => {}
             Err(broadcast::error::RecvError::Lagged(_)) => {
                 completed = run::Entity::find()
-                    .filter(run::Column::Status.eq("completed"))
+                    .filter(run::Column::Status.eq(RunStatus::Completed))
                     .count(db)
                     .await? as usize;
             }

@@ -5,10 +5,13 @@
 pub mod api;
 pub mod app;
 pub mod components;
+pub mod domain;
 #[cfg(feature = "ssr")]
 pub mod engine;
 pub mod error;
 pub mod pages;
+#[cfg(feature = "ssr")]
+pub mod workflows;
 
 #[cfg(feature = "ssr")]
 pub mod auth;

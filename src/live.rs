@@ -7,23 +7,14 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::stream::{self, Stream, StreamExt};
 use http::{HeaderMap, StatusCode};
-use serde::Serialize;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::auth::{token_from_headers, user_for_token};
+use crate::domain::RunNotice;
 use crate::state::AppState;
 
 /// The path of the stream.
-pub const PATH: &str = crate::components::live::LIVE_PATH;
-
-/// What the browser is told about a run.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct RunNotice {
-    run_id: String,
-    function_id: String,
-    status: String,
-}
+pub const PATH: &str = crate::domain::LIVE_PATH;
 
 /// Streams run updates of the session's user; 401 without a session.
 pub async fn stream(State(state): State<AppState>, headers: HeaderMap) -> Response {
@@ -58,7 +49,7 @@ fn notices(
                         let notice = RunNotice {
                             run_id: update.run_id,
                             function_id: update.function_id,
-                            status: update.status.to_string(),
+                            status: update.status,
                         };
                         let event = Event::default()
                             .event("run")

@@ -6,10 +6,10 @@ mod common;
 use std::time::Duration;
 
 use common::test_db;
-use nodebase::api::workflows::ssr::{create, list_for_user};
 use nodebase::auth::{create_session, delete_session, sign_in, sign_up, user_for_token};
 use nodebase::entities::{session, user};
 use nodebase::error::AppError;
+use nodebase::workflows::{create, list_for_user};
 use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel, Set};
 
 const PASSWORD: &str = "correct horse battery";

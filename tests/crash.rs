@@ -137,7 +137,8 @@ async fn killed_mid_step_then_finished_by_a_new_worker() {
         .unwrap()
         .unwrap();
     assert_eq!(
-        run.status, "running",
+        run.status.as_str(),
+        "running",
         "the dead worker still holds the lease"
     );
     let recorded: Vec<String> = steps(&t.db, &run_id)
@@ -160,7 +161,7 @@ async fn killed_mid_step_then_finished_by_a_new_worker() {
     let steps = steps(&t.db, &run_id).await;
     let summary: Vec<(String, String, i32)> = steps
         .iter()
-        .map(|s| (s.step_id.clone(), s.status.clone(), s.attempts))
+        .map(|s| (s.step_id.clone(), s.status.as_str().to_string(), s.attempts))
         .collect();
     assert_eq!(
         summary,
@@ -258,7 +259,7 @@ async fn server_killed_during_hello_world_sleeps() {
             steps(&db, &run_id)
                 .await
                 .iter()
-                .any(|s| s.name == "비디오 → 텍스트 변환" && s.status == "sleeping")
+                .any(|s| s.name == "비디오 → 텍스트 변환" && s.status.as_str() == "sleeping")
         }
     };
     until("the run to sleep in its second step", sleeping_in_second).await;
@@ -273,7 +274,7 @@ async fn server_killed_during_hello_world_sleeps() {
                 .one(&*db)
                 .await
                 .unwrap()
-                .is_some_and(|r| r.status == "completed")
+                .is_some_and(|r| r.status.as_str() == "completed")
         }
     };
     until("the run to complete after the restart", completed).await;

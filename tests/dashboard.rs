@@ -85,7 +85,7 @@ async fn runs_are_filtered_paged_and_scoped_to_their_user() {
     assert_eq!(seen, expected, "every run of ada's once, newest first");
 
     let failed = RunFilter {
-        status: Some("failed".into()),
+        status: Some(RunStatus::Failed),
         limit: 10,
         ..RunFilter::default()
     };
@@ -145,11 +145,11 @@ async fn runs_are_filtered_paged_and_scoped_to_their_user() {
     counts.sort();
     assert_eq!(
         counts,
-        vec![("completed".to_string(), 7), ("failed".to_string(), 1)]
+        vec![(RunStatus::Completed, 7), (RunStatus::Failed, 1)]
     );
     assert_eq!(
         inspect::counts(&t.db, "bob", None).await.unwrap(),
-        vec![("completed".to_string(), 1)]
+        vec![(RunStatus::Completed, 1)]
     );
 
     // A run's page: found for its owner only, with its steps.
@@ -157,7 +157,7 @@ async fn runs_are_filtered_paged_and_scoped_to_their_user() {
         .await
         .unwrap()
         .expect("ada's run");
-    assert_eq!(listing.run.status, "failed");
+    assert_eq!(listing.run.status.as_str(), "failed");
     assert_eq!(event.name, "test/bad");
     assert_eq!(steps.len(), 1);
     assert!(inspect::run_detail(&t.db, "bob", &bad.run_ids[0])

@@ -8,26 +8,17 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{test_db, wait_for, wait_for_all};
+use common::{fast, refuse_steps_named, run_row, steps_of, test_db, wait_for, wait_for_all};
 use nodebase::engine::entities::{event, run, step};
 use nodebase::engine::{
-    Backoff, Engine, EngineConfig, EngineError, FnError, Function, ManualClock, NewEvent, RunStatus,
+    Engine, EngineConfig, EngineError, FnError, Function, ManualClock, NewEvent, RunStatus,
 };
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, TransactionTrait,
+    QueryFilter, TransactionTrait,
 };
 use serde_json::json;
 use tokio::sync::Notify;
-
-fn fast() -> EngineConfig {
-    EngineConfig {
-        workers: 8,
-        backoff: Backoff::fast(),
-        poll: Duration::from_millis(200),
-        ..EngineConfig::default()
-    }
-}
 
 /// Starts an engine with `function` alone, sends `event`, waits until its run is
 /// `status`, stops the engine, and returns the run's id.
@@ -52,23 +43,6 @@ async fn run_until(
     wait_for(&mut updates, &run_id, status).await;
     workers.shutdown().await;
     run_id
-}
-
-async fn run_row(db: &DatabaseConnection, id: &str) -> run::Model {
-    run::Entity::find_by_id(id.to_string())
-        .one(db)
-        .await
-        .unwrap()
-        .expect("run exists")
-}
-
-async fn steps_of(db: &DatabaseConnection, run_id: &str) -> Vec<step::Model> {
-    step::Entity::find()
-        .filter(step::Column::RunId.eq(run_id))
-        .order_by_asc(step::Column::Position)
-        .all(db)
-        .await
-        .unwrap()
 }
 
 #[tokio::test]
@@ -124,7 +98,7 @@ async fn a_steps_closure_runs_once_across_replays() {
     assert_eq!(before.load(Ordering::SeqCst), 1, "memoized, not run again");
     assert_eq!(after.load(Ordering::SeqCst), 1);
     let run = run_row(&t.db, run_id).await;
-    assert_eq!(run.status, "completed");
+    assert_eq!(run.status.as_str(), "completed");
     assert_eq!(run.claims, 2, "one claim to sleep, one to finish");
     let output: serde_json::Value = serde_json::from_str(run.output.as_deref().unwrap()).unwrap();
     assert_eq!(output, json!({ "before": 1, "after": 1 }));
@@ -214,7 +188,7 @@ async fn a_step_failing_twice_then_succeeding_completes_with_three_attempts() {
 
     let steps = steps_of(&t.db, &run_id).await;
     assert_eq!(steps.len(), 1);
-    assert_eq!(steps[0].status, "completed");
+    assert_eq!(steps[0].status.as_str(), "completed");
     assert_eq!(steps[0].attempts, 3);
     let errors: Vec<String> = serde_json::from_str(&steps[0].errors).unwrap();
     assert_eq!(errors, vec!["first failure", "second failure"]);
@@ -323,7 +297,7 @@ async fn retry_after_sets_the_next_attempt_time() {
     .await;
 
     let run = run_row(&t.db, &run_id).await;
-    assert_eq!(run.status, "queued");
+    assert_eq!(run.status.as_str(), "queued");
     assert_eq!(run.due_at, 5_000_000 + 90_000);
     let step = &steps_of(&t.db, &run.id).await[0];
     assert_eq!((step.status.as_str(), step.attempts), ("retrying", 1));
@@ -393,7 +367,7 @@ async fn a_sleeping_run_wakes_and_completes_after_a_restart() {
     wait_for(&mut updates, &run_id, RunStatus::Sleeping).await;
     workers.shutdown().await;
     drop(first);
-    assert_eq!(run_row(&t.db, &run_id).await.status, "sleeping");
+    assert_eq!(run_row(&t.db, &run_id).await.status.as_str(), "sleeping");
 
     // A day later, a new server on a new connection picks it up.
     clock.advance(86_400_000);
@@ -562,7 +536,7 @@ async fn cancelling_a_sleeping_run_stops_it_for_good() {
     engine.wake();
     wait_for(&mut updates, &other.run_ids[0], RunStatus::Completed).await;
     workers.shutdown().await;
-    assert_eq!(run_row(&t.db, run_id).await.status, "cancelled");
+    assert_eq!(run_row(&t.db, run_id).await.status.as_str(), "cancelled");
     assert_eq!(woke.load(Ordering::SeqCst), 1, "only the other run went on");
 }
 
@@ -610,7 +584,7 @@ async fn cancelling_a_running_run_stops_it_at_the_next_step() {
 
     assert_eq!(later.load(Ordering::SeqCst), 0);
     assert_eq!(
-        run_row(&t.db, &receipt.run_ids[0]).await.status,
+        run_row(&t.db, &receipt.run_ids[0]).await.status.as_str(),
         "cancelled"
     );
     assert!(steps_of(&t.db, &receipt.run_ids[0]).await.is_empty());
@@ -675,7 +649,7 @@ async fn a_run_whose_lease_lapsed_is_finished_by_another_worker() {
     hung_workers.shutdown().await;
     healthy_workers.shutdown().await;
     let run = run_row(&t.db, &receipt.run_ids[0]).await;
-    assert_eq!(run.status, "completed");
+    assert_eq!(run.status.as_str(), "completed");
     assert_eq!(run.output.as_deref(), Some("\"healthy\""));
     let steps = steps_of(&t.db, &run.id).await;
     assert_eq!(steps.len(), 1);
@@ -876,29 +850,6 @@ async fn pruning_deletes_old_finished_runs_and_keeps_the_rest() {
     assert_eq!(step::Entity::find().count(&t.db).await.unwrap(), 2);
 }
 
-/// Makes the database refuse to record steps named `name` (a failing disk, say).
-async fn refuse_steps_named(db: &DatabaseConnection, name: &str) {
-    let statements = match db.get_database_backend() {
-        DbBackend::Sqlite => vec![format!(
-            "CREATE TRIGGER refuse_step BEFORE INSERT ON step WHEN NEW.name = '{name}' \
-             BEGIN SELECT RAISE(ABORT, 'refused'); END"
-        )],
-        _ => vec![
-            format!(
-                "CREATE FUNCTION refuse_step() RETURNS trigger AS $$ BEGIN \
-                 IF NEW.name = '{name}' THEN RAISE EXCEPTION 'refused'; END IF; \
-                 RETURN NEW; END $$ LANGUAGE plpgsql"
-            ),
-            "CREATE TRIGGER refuse_step BEFORE INSERT ON step FOR EACH ROW \
-             EXECUTE FUNCTION refuse_step()"
-                .to_string(),
-        ],
-    };
-    for sql in statements {
-        db.execute_unprepared(&sql).await.unwrap();
-    }
-}
-
 #[tokio::test]
 async fn a_run_never_completes_without_the_record_of_a_step_the_database_refused() {
     let t = test_db().await;
@@ -944,7 +895,7 @@ async fn a_run_never_completes_without_the_record_of_a_step_the_database_refused
     wait_for(&mut updates, run_id, RunStatus::Queued).await;
     assert!(calls.load(Ordering::SeqCst) >= 1);
     let run = run_row(&t.db, run_id).await;
-    assert_ne!(run.status, "completed", "{run:?}");
+    assert_ne!(run.status.as_str(), "completed", "{run:?}");
     assert!(steps_of(&t.db, run_id).await.is_empty());
 
     // Once the database accepts it again, the run completes with its step.
@@ -957,7 +908,7 @@ async fn a_run_never_completes_without_the_record_of_a_step_the_database_refused
     workers.shutdown().await;
     let steps = steps_of(&t.db, run_id).await;
     assert_eq!(steps.len(), 1);
-    assert_eq!(steps[0].status, "completed");
+    assert_eq!(steps[0].status.as_str(), "completed");
     assert_eq!(
         run_row(&t.db, run_id).await.output.as_deref(),
         Some("\"done\"")

@@ -1,15 +1,8 @@
 //! Sign-up, sign-in, sign-out and "who am I".
 use leptos::prelude::*;
-use serde::{Deserialize, Serialize};
 
+use crate::domain::SignedInUser;
 use crate::error::AppError;
-
-/// The signed-in user as pages see it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SignedInUser {
-    pub id: String,
-    pub email: String,
-}
 
 /// Creates an account, signs it in and sends the browser home.
 #[server(endpoint = "sign_up")]

@@ -18,7 +18,8 @@ pub struct WorkflowView {
 pub async fn get_workflows() -> Result<Vec<WorkflowView>, AppError> {
     let user = crate::auth::require_user().await?;
     let state = super::app_state()?;
-    ssr::list_for_user(&state.db, &user.id).await
+    let rows = crate::workflows::list_for_user(&state.db, &user.id).await?;
+    Ok(rows.into_iter().map(view).collect())
 }
 
 /// Creates a workflow named `test-workflow` for the signed-in user and, in the same
@@ -27,74 +28,26 @@ pub async fn get_workflows() -> Result<Vec<WorkflowView>, AppError> {
 pub async fn create_workflow() -> Result<WorkflowView, AppError> {
     use sea_orm::TransactionTrait;
 
+    use crate::workflows::{self, HelloWorldRequested, FIRST_WORKFLOW_NAME};
+
     let user = crate::auth::require_user().await?;
     let state = super::app_state()?;
     let txn = state.db.begin().await?;
-    let workflow = ssr::create(&txn, &user.id, "test-workflow").await?;
-    let event = crate::engine::NewEvent::new(
-        crate::functions::hello_world::EVENT,
-        serde_json::json!({ "email": user.email, "userId": user.id }),
-    )
-    .for_user(&user.id);
+    let workflow = workflows::create(&txn, &user.id, FIRST_WORKFLOW_NAME).await?;
     state
         .engine
-        .send(&txn, event)
+        .send(&txn, HelloWorldRequested::event(&user))
         .await
-        .map_err(|e| AppError::Server(e.to_string()))?;
+        .map_err(super::engine_error)?;
     txn.commit().await?;
-    Ok(workflow)
+    Ok(view(workflow))
 }
 
-/// Workflow queries; pages reach them only through the server functions above.
 #[cfg(feature = "ssr")]
-pub mod ssr {
-    use sea_orm::{
-        ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set,
-    };
-
-    use super::WorkflowView;
-    use crate::db::now_ms;
-    use crate::entities::workflow;
-    use crate::error::AppError;
-
-    impl From<workflow::Model> for WorkflowView {
-        fn from(w: workflow::Model) -> Self {
-            WorkflowView {
-                id: w.id,
-                name: w.name,
-                created_at: w.created_at,
-            }
-        }
-    }
-
-    /// `user_id`'s workflows, newest first.
-    pub async fn list_for_user(
-        db: &impl ConnectionTrait,
-        user_id: &str,
-    ) -> Result<Vec<WorkflowView>, AppError> {
-        let rows = workflow::Entity::find()
-            .filter(workflow::Column::UserId.eq(user_id))
-            .order_by_desc(workflow::Column::CreatedAt)
-            .order_by_desc(workflow::Column::Id)
-            .all(db)
-            .await?;
-        Ok(rows.into_iter().map(Into::into).collect())
-    }
-
-    /// Inserts a workflow named `name` for `user_id`.
-    pub async fn create(
-        db: &impl ConnectionTrait,
-        user_id: &str,
-        name: &str,
-    ) -> Result<WorkflowView, AppError> {
-        let row = workflow::ActiveModel {
-            id: Set(cuid2::create_id()),
-            name: Set(name.to_string()),
-            user_id: Set(user_id.to_string()),
-            created_at: Set(now_ms()),
-        }
-        .insert(db)
-        .await?;
-        Ok(row.into())
+fn view(w: crate::entities::workflow::Model) -> WorkflowView {
+    WorkflowView {
+        id: w.id,
+        name: w.name,
+        created_at: w.created_at,
     }
 }

@@ -7,8 +7,8 @@ use sea_orm::{
 };
 
 use super::password;
-pub use crate::api::auth::SignedInUser;
 use crate::db::now_ms;
+use crate::domain::SignedInUser;
 use crate::entities::user;
 use crate::error::AppError;
 

@@ -6,7 +6,7 @@ use http::{Method, StatusCode};
 use leptos::prelude::use_context;
 
 use super::session::{token_from_headers, user_for_token};
-use crate::api::auth::SignedInUser;
+use crate::domain::SignedInUser;
 use crate::error::AppError;
 use crate::state::AppState;
 

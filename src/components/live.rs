@@ -1,26 +1,10 @@
 //! Live updates in the browser: an `EventSource` on `/api/live`, turned into a signal
 //! that resources can depend on. The browser reconnects a dropped stream by itself.
 use leptos::prelude::*;
-use serde::Deserialize;
 
-/// The stream's address (served by `crate::live` on the server).
-pub const LIVE_PATH: &str = "/api/live";
-
-/// A run update as the stream sends it.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct RunNotice {
-    pub run_id: String,
-    pub function_id: String,
-    pub status: String,
-}
-
-impl RunNotice {
-    /// Whether the run has ended (completed, failed or cancelled).
-    pub fn is_final(&self) -> bool {
-        matches!(self.status.as_str(), "completed" | "failed" | "cancelled")
-    }
-}
+use crate::domain::RunNotice;
+#[cfg(feature = "hydrate")]
+use crate::domain::LIVE_PATH;
 
 /// The latest run update, and a counter that moves when the page should refetch: a
 /// run ended, or the stream reconnected (and may have missed some).
@@ -63,7 +47,7 @@ fn connect(set_last: WriteSignal<Option<RunNotice>>, set_finished: WriteSignal<u
             return;
         };
         if let Ok(notice) = serde_json::from_str::<RunNotice>(&text) {
-            if notice.is_final() {
+            if notice.status.is_final() {
                 set_finished.update(|n| *n += 1);
             }
             set_last.set(Some(notice));

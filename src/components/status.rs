@@ -1,27 +1,56 @@
 //! How run and step states look: a coloured badge with an icon.
 use leptos::prelude::*;
 
-/// The icon for a state.
-pub fn status_icon(status: &str) -> &'static str {
-    match status {
-        "completed" => "✓",
-        "failed" => "✕",
-        "cancelled" => "⊘",
-        "running" => "▶",
-        "sleeping" => "☾",
-        "retrying" => "↻",
-        _ => "…",
+use crate::domain::{RunStatus, StepStatus};
+
+/// A state as a badge shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Badge {
+    /// The state's name (also its CSS class, `status-<name>`).
+    pub name: &'static str,
+    pub icon: &'static str,
+}
+
+impl From<RunStatus> for Badge {
+    fn from(status: RunStatus) -> Self {
+        let icon = match status {
+            RunStatus::Queued => "…",
+            RunStatus::Running => "▶",
+            RunStatus::Sleeping => "☾",
+            RunStatus::Completed => "✓",
+            RunStatus::Failed => "✕",
+            RunStatus::Cancelled => "⊘",
+        };
+        Badge {
+            name: status.as_str(),
+            icon,
+        }
+    }
+}
+
+impl From<StepStatus> for Badge {
+    fn from(status: StepStatus) -> Self {
+        let icon = match status {
+            StepStatus::Sleeping => "☾",
+            StepStatus::Retrying => "↻",
+            StepStatus::Completed => "✓",
+            StepStatus::Failed => "✕",
+        };
+        Badge {
+            name: status.as_str(),
+            icon,
+        }
     }
 }
 
 /// A badge such as "✓ completed".
 #[component]
-pub fn StatusBadge(#[prop(into)] status: String) -> impl IntoView {
+pub fn StatusBadge(#[prop(into)] status: Badge) -> impl IntoView {
     view! {
-        <span class=format!("status status-{status}") data-status=status.clone()>
-            <span aria-hidden="true">{status_icon(&status)}</span>
+        <span class=format!("status status-{}", status.name) data-status=status.name>
+            <span aria-hidden="true">{status.icon}</span>
             " "
-            {status.clone()}
+            {status.name}
         </span>
     }
 }

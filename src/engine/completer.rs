@@ -5,63 +5,17 @@
 //! was cancelled, or whose lease lapsed, must stop) and publishes the moves.
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sea_orm::DbBackend;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use super::entities::step;
-use super::status::RunStatus;
-use super::{store, Inner, RunUpdate};
-
-/// A run leaving `running`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Transition {
-    /// Back in line at `due_at` (a retry); `attempts`/`error` set the run's own counters
-    /// when the handler itself failed.
-    Queued {
-        due_at: i64,
-        attempts: Option<i32>,
-        error: Option<String>,
-    },
-    /// Parked by a sleep until `due_at`.
-    Sleeping { due_at: i64 },
-    /// Done, with the handler's output as JSON text.
-    Completed { output: String },
-    /// Given up, with why.
-    Failed {
-        error: String,
-        attempts: Option<i32>,
-    },
-}
-
-impl Transition {
-    pub(crate) fn status(&self) -> RunStatus {
-        match self {
-            Transition::Queued { .. } => RunStatus::Queued,
-            Transition::Sleeping { .. } => RunStatus::Sleeping,
-            Transition::Completed { .. } => RunStatus::Completed,
-            Transition::Failed { .. } => RunStatus::Failed,
-        }
-    }
-}
-
-/// One run's news: a step record, a move, or both.
-pub(crate) struct Write {
-    pub run_id: String,
-    pub function_id: String,
-    pub user_id: Option<String>,
-    pub step: Option<step::Model>,
-    pub transition: Option<Transition>,
-    /// Told, after the commit, whether the run was still ours.
-    pub ack: Option<oneshot::Sender<bool>>,
-    /// Shared by every write of one invocation; set when one of them was given up, so
-    /// that the writes queued after it are dropped too rather than committed without it.
-    pub lost: Arc<AtomicBool>,
-}
+use super::notifier::{publish, Relay};
+use super::progress::Write;
+use super::runtime::Runtime;
+use super::store;
 
 /// The handle executing runs use to reach the completer.
 #[derive(Clone)]
@@ -80,7 +34,7 @@ impl Completer {
 
     /// Queues a write without waiting for it.
     pub(crate) fn send(&self, write: Write) {
-        let _ = self.lane(&write.run_id).send(write);
+        let _ = self.lane(&write.run.run_id).send(write);
     }
 
     /// Queues a write and waits for its commit: true if the run was still ours.
@@ -93,29 +47,30 @@ impl Completer {
     pub(crate) fn commit_later(&self, mut write: Write) -> oneshot::Receiver<bool> {
         let (tx, rx) = oneshot::channel();
         write.ack = Some(tx);
-        let _ = self.lane(&write.run_id).send(write);
+        let _ = self.lane(&write.run.run_id).send(write);
         rx
     }
 }
 
 /// Transactions in flight at once. SQLite has one writer, so one lane is all it can
 /// use; PostgreSQL commits several at once, and flushes their WAL together.
-fn lanes(inner: &Inner) -> usize {
-    match inner.db.get_database_backend() {
-        DbBackend::Sqlite => 1,
-        _ => 4,
+fn lanes(rt: &Runtime) -> usize {
+    if rt.postgres() {
+        4
+    } else {
+        1
     }
 }
 
 /// Starts the completer's lanes; the task it returns ends when every lane has written
 /// what it was given, after every `Completer` handle is dropped.
-pub(crate) fn start(inner: Arc<Inner>) -> (Completer, JoinHandle<()>) {
+pub(crate) fn start(rt: Arc<Runtime>) -> (Completer, JoinHandle<()>) {
     let mut senders = Vec::new();
     let mut tasks = Vec::new();
-    for _ in 0..lanes(&inner) {
+    for _ in 0..lanes(&rt) {
         let (tx, rx) = mpsc::unbounded_channel::<Write>();
         senders.push(tx);
-        tasks.push(tokio::spawn(lane(inner.clone(), rx)));
+        tasks.push(tokio::spawn(lane(rt.clone(), rx)));
     }
     let task = tokio::spawn(async move {
         for task in tasks {
@@ -131,23 +86,23 @@ pub(crate) fn start(inner: Arc<Inner>) -> (Completer, JoinHandle<()>) {
 }
 
 /// One lane: commits whatever has piled up, one transaction at a time.
-async fn lane(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Write>) {
-    let mut batch = Vec::with_capacity(inner.config.batch);
+async fn lane(rt: Arc<Runtime>, mut rx: mpsc::UnboundedReceiver<Write>) {
+    let mut batch = Vec::with_capacity(rt.config.batch);
     while let Some(first) = rx.recv().await {
         batch.push(first);
-        while batch.len() < inner.config.batch {
+        while batch.len() < rt.config.batch {
             match rx.try_recv() {
                 Ok(write) => batch.push(write),
                 Err(_) => break,
             }
         }
-        flush(&inner, std::mem::take(&mut batch)).await;
+        flush(&rt, std::mem::take(&mut batch)).await;
     }
 }
 
 /// Commits one batch, retrying a failing database a few times before giving up; runs
 /// whose writes are given up stop, and are rescued once their lease lapses.
-async fn flush(inner: &Inner, writes: Vec<Write>) {
+async fn flush(rt: &Arc<Runtime>, writes: Vec<Write>) {
     // An invocation whose earlier write was given up must not record anything after it.
     let (writes, dropped): (Vec<Write>, Vec<Write>) = writes
         .into_iter()
@@ -159,7 +114,7 @@ async fn flush(inner: &Inner, writes: Vec<Write>) {
     let mut delay = Duration::from_millis(50);
     let mut owned: Option<HashSet<String>> = None;
     for attempt in 1..=5 {
-        match store::commit(inner, &writes).await {
+        match store::complete::commit(rt, &writes).await {
             Ok(set) => {
                 owned = Some(set);
                 break;
@@ -177,29 +132,20 @@ async fn flush(inner: &Inner, writes: Vec<Write>) {
         }
     }
     let owned = owned.unwrap_or_default();
-    let mut parked = false;
+    let updates: Vec<_> = writes
+        .iter()
+        .filter(|w| owned.contains(&w.run.run_id))
+        .filter_map(Write::update)
+        .collect();
+    let parked = updates.iter().any(|u| u.status.is_due_state());
+    publish(rt, updates, Relay::Done).await;
     for write in writes {
-        let ours = owned.contains(&write.run_id);
-        if ours {
-            if let Some(transition) = &write.transition {
-                parked |= matches!(
-                    transition,
-                    Transition::Queued { .. } | Transition::Sleeping { .. }
-                );
-                let _ = inner.updates.send(RunUpdate {
-                    run_id: write.run_id.clone(),
-                    function_id: write.function_id.clone(),
-                    user_id: write.user_id.clone(),
-                    status: transition.status(),
-                });
-            }
-        }
         if let Some(ack) = write.ack {
-            let _ = ack.send(ours);
+            let _ = ack.send(owned.contains(&write.run.run_id));
         }
     }
     if parked {
         // The dispatcher may need to move its timer earlier.
-        inner.wake.notify_one();
+        rt.wake.notify_one();
     }
 }

@@ -47,8 +47,7 @@ pub mod run {
         pub event_id: String,
         /// Copied from the event, for scoping without a join.
         pub user_id: Option<String>,
-        /// See [`crate::engine::RunStatus`].
-        pub status: String,
+        pub status: crate::domain::RunStatus,
         /// When a queued run may start, or a sleeping run wakes.
         pub due_at: i64,
         pub locked_by: Option<String>,
@@ -110,10 +109,8 @@ pub mod step {
         pub step_id: String,
         /// The id as written in the handler.
         pub name: String,
-        /// `run` or `sleep`.
-        pub kind: String,
-        /// `completed`, `retrying`, `failed` or `sleeping`.
-        pub status: String,
+        pub kind: crate::domain::StepKind,
+        pub status: crate::domain::StepStatus,
         /// Order of first appearance in the handler.
         pub position: i32,
         pub attempts: i32,

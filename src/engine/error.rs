@@ -50,6 +50,15 @@ impl FnError {
         FnError::NonRetriable(message.to_string())
     }
 
+    /// What went wrong, without the kind of failure.
+    pub fn message(&self) -> &str {
+        match self {
+            FnError::Failed(m) | FnError::NonRetriable(m) => m,
+            FnError::RetryAfter { message, .. } => message,
+            FnError::Interrupted => "run interrupted",
+        }
+    }
+
     /// A failure to retry after `after`.
     pub fn retry_after(after: Duration, message: impl std::fmt::Display) -> Self {
         FnError::RetryAfter {

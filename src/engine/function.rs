@@ -1,12 +1,13 @@
 //! Functions: what runs when an event arrives, defined in code with a builder.
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use serde_json::Value;
 
-use super::error::FnError;
-use super::event::Event;
+use super::error::{EngineError, FnError};
+use super::event::{validate_name, Event};
 use super::step::Step;
 
 /// Retries a function gets unless it says otherwise (Inngest's default).
@@ -77,5 +78,62 @@ impl Function {
 
     pub(crate) fn call(&self, ctx: Ctx) -> BoxFuture<'static, Result<Value, FnError>> {
         (self.handler)(ctx)
+    }
+}
+
+/// The registered functions, and which events trigger them.
+pub(crate) struct Registry {
+    functions: HashMap<String, Function>,
+    /// Event name -> ids of the functions it triggers.
+    triggers: HashMap<String, Vec<String>>,
+}
+
+impl Registry {
+    /// Checks the functions (each has a valid trigger, ids are unique) and indexes them.
+    pub(crate) fn new(list: Vec<Function>) -> Result<Self, EngineError> {
+        let mut functions = HashMap::new();
+        let mut triggers: HashMap<String, Vec<String>> = HashMap::new();
+        for function in list {
+            if function.triggers().is_empty() {
+                return Err(EngineError::InvalidFunction(format!(
+                    "function {:?} has no trigger",
+                    function.id()
+                )));
+            }
+            for trigger in function.triggers() {
+                validate_name(trigger)?;
+                triggers
+                    .entry(trigger.clone())
+                    .or_default()
+                    .push(function.id().to_string());
+            }
+            let id = function.id().to_string();
+            if functions.insert(id.clone(), function).is_some() {
+                return Err(EngineError::InvalidFunction(format!(
+                    "two functions have the id {id:?}"
+                )));
+            }
+        }
+        Ok(Registry {
+            functions,
+            triggers,
+        })
+    }
+
+    /// The function with this id.
+    pub(crate) fn get(&self, id: &str) -> Option<&Function> {
+        self.functions.get(id)
+    }
+
+    /// The ids of the functions an event named `event_name` triggers.
+    pub(crate) fn triggered_by(&self, event_name: &str) -> &[String] {
+        self.triggers.get(event_name).map_or(&[], Vec::as_slice)
+    }
+
+    /// Every function, sorted by id.
+    pub(crate) fn all(&self) -> Vec<&Function> {
+        let mut all: Vec<&Function> = self.functions.values().collect();
+        all.sort_by(|a, b| a.id().cmp(b.id()));
+        all
     }
 }

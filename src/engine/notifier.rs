@@ -1,117 +1,64 @@
-//! Cross-process signals on PostgreSQL: LISTEN/NOTIFY.
-//!
-//! `nodebase_wake` says "runs may be due" (sent inside the sending transaction, so it is
-//! delivered only if the run commits); `nodebase_runs` carries run status changes so that
-//! a browser connected to one process hears about runs finished by another. On SQLite
-//! there is one process, and the in-process signals are enough.
+//! How run updates leave the engine and reach other processes: [`publish`] tells this
+//! process's subscribers and (on PostgreSQL) the others; the listener hears the other
+//! processes' updates and wake-ups. On SQLite there is one process, and the in-process
+//! signals are enough.
 use std::sync::Arc;
 use std::time::Duration;
 
-use sea_orm::sea_query::{Expr, Query};
 use sea_orm::sqlx::postgres::PgListener;
-use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement};
-use serde::{Deserialize, Serialize};
+use sea_orm::DatabaseConnection;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::status::RunStatus;
-use super::{Inner, RunUpdate};
+use super::progress::RunUpdate;
+use super::runtime::Runtime;
+use super::store::notify::{self, Wire, RUNS, WAKE};
 
-const WAKE: &str = "nodebase_wake";
-const RUNS: &str = "nodebase_runs";
-
-/// Run updates as they travel between processes, many per notification.
-#[derive(Deserialize)]
-struct Wire {
-    /// The process that published them, which already told its own subscribers.
-    from: String,
-    runs: Vec<WireRun>,
+/// How other processes hear of updates being published.
+pub(crate) enum Relay<'a> {
+    /// The transaction that made them told them at its commit.
+    Done,
+    /// Tell them now through this connection, and wait.
+    Now(&'a DatabaseConnection),
+    /// Tell them from a background task through the lease pool, off the hot path.
+    Later,
 }
 
-#[derive(Serialize, Deserialize)]
-struct WireRun {
-    run: String,
-    function: String,
-    user: Option<String>,
-    status: String,
-}
-
-/// PostgreSQL refuses payloads of 8000 bytes or more; stay well below.
-const MAX_PAYLOAD: usize = 7_000;
-
-/// Inside a transaction on PostgreSQL: wake every process's workers at commit.
-pub(crate) async fn wake_on_commit(conn: &impl ConnectionTrait) -> Result<(), DbErr> {
-    if conn.get_database_backend() != DbBackend::Postgres {
-        return Ok(());
+/// The one way run updates leave the engine: this process's subscribers hear at once,
+/// then the other processes as `relay` says.
+pub(crate) async fn publish(rt: &Arc<Runtime>, updates: Vec<RunUpdate>, relay: Relay<'_>) {
+    if updates.is_empty() {
+        return;
     }
-    let mut select = Query::select();
-    select.expr(wake_expr());
-    conn.execute(&select).await.map(|_| ())
-}
-
-/// The SQL expression that sends the wake-up signal (PostgreSQL only).
-pub(crate) fn wake_expr() -> Expr {
-    Expr::cust(format!("pg_notify('{WAKE}', '')"))
-}
-
-/// On PostgreSQL: tells the other processes about `updates` (at commit, if `conn` is a
-/// transaction). One statement for the whole batch.
-pub(crate) async fn announce(
-    conn: &impl ConnectionTrait,
-    worker_id: &str,
-    updates: &[RunUpdate],
-) -> Result<(), DbErr> {
-    if conn.get_database_backend() != DbBackend::Postgres || updates.is_empty() {
-        return Ok(());
+    for update in &updates {
+        let _ = rt.updates.send(update.clone());
     }
-    let payloads = payloads(worker_id, updates);
-    conn.execute_raw(Statement::from_sql_and_values(
-        DbBackend::Postgres,
-        format!("SELECT pg_notify('{RUNS}', p) FROM unnest($1::text[]) AS p"),
-        [payloads.into()],
-    ))
-    .await
-    .map(|_| ())
-}
-
-/// `updates` as JSON payloads of at most about `MAX_PAYLOAD` bytes each.
-fn payloads(worker_id: &str, updates: &[RunUpdate]) -> Vec<String> {
-    // Each run is serialized once; a payload is a [`Wire`] put together from them.
-    let from = serde_json::to_string(worker_id).unwrap_or_default();
-    let payload = |runs: &[String]| format!(r#"{{"from":{from},"runs":[{}]}}"#, runs.join(","));
-    let room = MAX_PAYLOAD - from.len() - 20;
-    let mut payloads = Vec::new();
-    let mut runs: Vec<String> = Vec::new();
-    let mut size = 0;
-    for u in updates {
-        let run = serde_json::to_string(&WireRun {
-            run: u.run_id.clone(),
-            function: u.function_id.clone(),
-            user: u.user_id.clone(),
-            status: u.status.to_string(),
-        })
-        .unwrap_or_default();
-        if size + run.len() + 1 > room && !runs.is_empty() {
-            payloads.push(payload(&runs));
-            runs.clear();
-            size = 0;
+    if !rt.postgres() {
+        return;
+    }
+    match relay {
+        Relay::Done => {}
+        Relay::Now(conn) => announce(conn, &rt.worker_id, &updates).await,
+        Relay::Later => {
+            let rt = rt.clone();
+            tokio::spawn(async move { announce(&rt.leases, &rt.worker_id, &updates).await });
         }
-        size += run.len() + 1;
-        runs.push(run);
     }
-    if !runs.is_empty() {
-        payloads.push(payload(&runs));
+}
+
+async fn announce(conn: &DatabaseConnection, worker_id: &str, updates: &[RunUpdate]) {
+    if let Err(err) = notify::announce(conn, worker_id, updates).await {
+        tracing::warn!(error = %err, "could not announce run updates to other processes");
     }
-    payloads
 }
 
 /// Starts the listener on PostgreSQL (nothing on SQLite). It reconnects by itself; after
 /// a reconnect it wakes the workers, since signals sent meanwhile were lost.
 pub(crate) fn start(
-    inner: Arc<Inner>,
+    rt: Arc<Runtime>,
     mut stopped: watch::Receiver<bool>,
 ) -> Option<JoinHandle<()>> {
-    if inner.db.get_database_backend() != DbBackend::Postgres {
+    if !rt.postgres() {
         return None;
     }
     Some(tokio::spawn(async move {
@@ -121,10 +68,10 @@ pub(crate) fn start(
                 return;
             }
             let Some(l) = listener.as_mut() else {
-                match connect(&inner).await {
+                match connect(&rt).await {
                     Ok(l) => {
                         listener = Some(l);
-                        inner.wake.notify_one();
+                        rt.wake.notify_one();
                     }
                     Err(err) => {
                         tracing::warn!(error = %err, "cannot listen for notifications; retrying");
@@ -142,11 +89,11 @@ pub(crate) fn start(
             };
             match received {
                 Ok(Some(notification)) => {
-                    handle(&inner, notification.channel(), notification.payload())
+                    handle(&rt, notification.channel(), notification.payload())
                 }
                 Ok(None) => {
                     tracing::warn!("notification connection lost; reconnecting");
-                    inner.wake.notify_one();
+                    rt.wake.notify_one();
                 }
                 Err(err) => {
                     tracing::warn!(error = %err, "notification listener failed; reconnecting");
@@ -157,63 +104,28 @@ pub(crate) fn start(
     }))
 }
 
-async fn connect(inner: &Inner) -> Result<PgListener, sea_orm::sqlx::Error> {
-    let mut listener = PgListener::connect_with(inner.db.get_postgres_connection_pool()).await?;
+async fn connect(rt: &Runtime) -> Result<PgListener, sea_orm::sqlx::Error> {
+    let mut listener = PgListener::connect_with(rt.db.get_postgres_connection_pool()).await?;
     listener.listen_all([WAKE, RUNS]).await?;
     Ok(listener)
 }
 
-fn handle(inner: &Inner, channel: &str, payload: &str) {
+fn handle(rt: &Runtime, channel: &str, payload: &str) {
     if channel == WAKE {
-        inner.wake.notify_one();
+        rt.wake.notify_one();
         return;
     }
     let Ok(wire) = serde_json::from_str::<Wire>(payload) else {
         return;
     };
-    if wire.from == inner.worker_id {
+    if wire.from == rt.worker_id {
         return;
     }
-    for run in wire.runs {
-        let Ok(status) = run.status.parse::<RunStatus>() else {
-            continue;
-        };
-        if matches!(status, RunStatus::Queued | RunStatus::Sleeping) {
-            inner.wake.notify_one();
+    for update in wire.runs.into_iter().map(RunUpdate::from) {
+        if update.status.is_due_state() {
+            rt.wake.notify_one();
         }
-        let _ = inner.updates.send(RunUpdate {
-            run_id: run.run,
-            function_id: run.function,
-            user_id: run.user,
-            status,
-        });
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn many_updates_are_split_into_payloads_postgres_accepts() {
-        let updates: Vec<RunUpdate> = (0..500)
-            .map(|i| RunUpdate {
-                run_id: format!("run-{i:020}"),
-                function_id: "some-function".into(),
-                user_id: Some(format!("user-{i:020}")),
-                status: RunStatus::Completed,
-            })
-            .collect();
-        let payloads = payloads("worker", &updates);
-        assert!(payloads.len() > 1);
-        let mut seen = Vec::new();
-        for p in &payloads {
-            assert!(p.len() < MAX_PAYLOAD, "{} bytes", p.len());
-            let wire: Wire = serde_json::from_str(p).unwrap();
-            assert_eq!(wire.from, "worker");
-            seen.extend(wire.runs.into_iter().map(|r| r.run));
-        }
-        let sent: Vec<String> = updates.into_iter().map(|u| u.run_id).collect();
-        assert_eq!(seen, sent);
+        // Another process published it; here it only reaches our subscribers.
+        let _ = rt.updates.send(update);
     }
 }

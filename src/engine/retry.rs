@@ -1,7 +1,40 @@
-//! How long to wait before trying a failed step again.
+//! What happens after a failure: the one retry decision, and how long to wait.
 use std::time::Duration;
 
 use rand::Rng;
+
+use super::error::FnError;
+
+/// What to do after a failed attempt of a step or of a handler.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Decision {
+    /// Try again at this time (Unix ms).
+    RetryAt(i64),
+    /// Give up: the error said no retry can help.
+    NonRetriable,
+    /// Give up: this was the last attempt allowed.
+    Spent,
+}
+
+/// The decision after `attempts` failed attempts (this one included) of something
+/// allowed `retries` retries, failing with `err` at `now`.
+pub(crate) fn decide(
+    err: &FnError,
+    attempts: u32,
+    retries: u32,
+    now: i64,
+    backoff: &Backoff,
+) -> Decision {
+    match err {
+        FnError::NonRetriable(_) => Decision::NonRetriable,
+        _ if attempts > retries => Decision::Spent,
+        FnError::RetryAfter { after, .. } => {
+            let after = i64::try_from(after.as_millis()).unwrap_or(i64::MAX);
+            Decision::RetryAt(now.saturating_add(after))
+        }
+        _ => Decision::RetryAt(now.saturating_add(backoff.delay(attempts).as_millis() as i64)),
+    }
+}
 
 /// Exponential backoff with jitter: attempt n waits about `base * 2^(n-1)`, at most
 /// `max`, spread by ±`jitter` (a fraction) so that failures do not retry in lockstep.
@@ -48,6 +81,21 @@ impl Backoff {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_decision_follows_the_error_and_the_attempts_left() {
+        let backoff = Backoff::fast();
+        let failed = FnError::failed("boom");
+        assert_eq!(decide(&failed, 1, 2, 100, &backoff), Decision::RetryAt(105));
+        assert_eq!(decide(&failed, 3, 2, 100, &backoff), Decision::Spent);
+        let never = FnError::non_retriable("bad input");
+        assert_eq!(decide(&never, 1, 5, 100, &backoff), Decision::NonRetriable);
+        let later = FnError::retry_after(Duration::from_secs(2), "busy");
+        assert_eq!(
+            decide(&later, 1, 5, 100, &backoff),
+            Decision::RetryAt(2_100)
+        );
+    }
 
     #[test]
     fn delays_double_and_stop_at_the_cap() {

@@ -9,10 +9,13 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::oneshot;
 
-use super::completer::{Completer, Transition, Write};
+use super::completer::Completer;
 use super::entities::step;
 use super::error::FnError;
-use super::Inner;
+use super::progress::{RunRef, Transition, Write};
+use super::retry::{decide, Decision};
+use super::runtime::Runtime;
+use crate::domain::{StepKind, StepStatus};
 
 /// The step tools of one run. Cheap to clone.
 #[derive(Clone)]
@@ -21,11 +24,9 @@ pub struct Step {
 }
 
 struct RunSteps {
-    inner: Arc<Inner>,
+    rt: Arc<Runtime>,
     completer: Completer,
-    run_id: String,
-    function_id: String,
-    user_id: Option<String>,
+    run: RunRef,
     retries: u32,
     state: Mutex<Replay>,
     /// See [`Write::lost`].
@@ -46,29 +47,20 @@ struct Replay {
     met: i32,
 }
 
-const RUN: &str = "run";
-const SLEEP: &str = "sleep";
-const COMPLETED: &str = "completed";
-const RETRYING: &str = "retrying";
-const FAILED: &str = "failed";
-const SLEEPING: &str = "sleeping";
-
 impl Step {
     pub(crate) fn new(
-        inner: Arc<Inner>,
+        rt: Arc<Runtime>,
         completer: Completer,
-        run: &super::entities::run::Model,
+        run: RunRef,
         retries: u32,
         saved: Vec<step::Model>,
         lost: Arc<AtomicBool>,
     ) -> Self {
         Step {
             run: Arc::new(RunSteps {
-                inner,
+                rt,
                 completer,
-                run_id: run.id.clone(),
-                function_id: run.function_id.clone(),
-                user_id: run.user_id.clone(),
+                run,
                 retries,
                 state: Mutex::new(Replay {
                     saved: saved.into_iter().map(|s| (s.step_id.clone(), s)).collect(),
@@ -95,20 +87,20 @@ impl Step {
         }
         let (key, position, saved) = self.meet(id);
         if let Some(saved) = &saved {
-            match saved.status.as_str() {
-                COMPLETED => {
+            match saved.status {
+                StepStatus::Completed => {
                     let output = saved.output.as_deref().unwrap_or("null");
                     return Ok(serde_json::from_str(output)?);
                 }
-                FAILED => {
+                StepStatus::Failed => {
                     return Err(FnError::NonRetriable(
                         saved.error.clone().unwrap_or_default(),
                     ))
                 }
-                _ => {}
+                StepStatus::Retrying | StepStatus::Sleeping => {}
             }
         }
-        let clock = &self.run.inner.clock;
+        let clock = &self.run.rt.clock;
         let attempts = saved.as_ref().map_or(0, |s| s.attempts) + 1;
         let started_at = saved
             .as_ref()
@@ -121,11 +113,11 @@ impl Step {
         let result = f().await;
         let now = clock.now_ms();
         let mut row = step::Model {
-            run_id: self.run.run_id.clone(),
+            run_id: self.run.run.run_id.clone(),
             step_id: key.clone(),
             name: id.to_string(),
-            kind: RUN.into(),
-            status: COMPLETED.into(),
+            kind: StepKind::Run,
+            status: StepStatus::Completed,
             position,
             attempts,
             output: None,
@@ -150,46 +142,37 @@ impl Step {
             }
             Err(FnError::Interrupted) => Err(FnError::Interrupted),
             Err(err) => {
-                let message = match &err {
-                    FnError::Failed(m) | FnError::NonRetriable(m) => m.clone(),
-                    FnError::RetryAfter { message, .. } => message.clone(),
-                    FnError::Interrupted => unreachable!("handled above"),
-                };
+                let message = err.message().to_string();
                 errors.push(message.clone());
                 row.errors = serde_json::to_string(&errors)?;
                 row.error = Some(message.clone());
-                let spent = attempts as u32 > self.run.retries;
-                let transition = match err {
-                    FnError::NonRetriable(_) => Transition::Failed {
+                let rt = &self.run.rt;
+                let decision = decide(
+                    &err,
+                    attempts as u32,
+                    self.run.retries,
+                    now,
+                    &rt.config.backoff,
+                );
+                let transition = match decision {
+                    Decision::NonRetriable => Transition::Failed {
                         error: format!("step {id:?} failed: {message}"),
                         attempts: None,
                     },
-                    _ if spent => Transition::Failed {
+                    Decision::Spent => Transition::Failed {
                         error: format!("step {id:?} failed after {attempts} attempts: {message}"),
                         attempts: None,
                     },
-                    FnError::RetryAfter { after, .. } => Transition::Queued {
-                        due_at: now + after.as_millis() as i64,
-                        attempts: None,
-                        error: None,
-                    },
-                    _ => Transition::Queued {
-                        due_at: now
-                            + self
-                                .run
-                                .inner
-                                .config
-                                .backoff
-                                .delay(attempts as u32)
-                                .as_millis() as i64,
+                    Decision::RetryAt(due_at) => Transition::Queued {
+                        due_at,
                         attempts: None,
                         error: None,
                     },
                 };
                 if matches!(transition, Transition::Failed { .. }) {
-                    row.status = FAILED.into();
+                    row.status = StepStatus::Failed;
                 } else {
-                    row.status = RETRYING.into();
+                    row.status = StepStatus::Retrying;
                     row.ended_at = None;
                 }
                 self.record(row, Some(transition)).await;
@@ -224,11 +207,12 @@ impl Step {
             return Err(FnError::Interrupted);
         }
         let (key, position, saved) = self.meet(id);
-        let now = self.run.inner.clock.now_ms();
-        if let Some(saved) = &saved {
-            if saved.status == COMPLETED {
-                return Ok(());
-            }
+        let now = self.run.rt.clock.now_ms();
+        if saved
+            .as_ref()
+            .is_some_and(|s| s.status == StepStatus::Completed)
+        {
+            return Ok(());
         }
         let started_at = saved.as_ref().map_or(now, |s| s.started_at);
         let wake_at = saved
@@ -236,11 +220,11 @@ impl Step {
             .and_then(|s| s.wake_at)
             .unwrap_or_else(|| wake_at_if_new(started_at));
         let mut row = step::Model {
-            run_id: self.run.run_id.clone(),
+            run_id: self.run.run.run_id.clone(),
             step_id: key,
             name: id.to_string(),
-            kind: SLEEP.into(),
-            status: SLEEPING.into(),
+            kind: StepKind::Sleep,
+            status: StepStatus::Sleeping,
             position,
             attempts: 1,
             output: None,
@@ -253,7 +237,7 @@ impl Step {
         if wake_at <= now {
             // Awake: the run goes on at once. Recording the end of the sleep need not
             // hold it up; if it is lost, the next replay finds the sleep over again.
-            row.status = COMPLETED.into();
+            row.status = StepStatus::Completed;
             row.ended_at = Some(wake_at.max(started_at));
             self.run.completer.send(self.write(row.clone(), None));
             self.remember(row);
@@ -287,9 +271,7 @@ impl Step {
 
     fn write(&self, row: step::Model, transition: Option<Transition>) -> Write {
         Write {
-            run_id: self.run.run_id.clone(),
-            function_id: self.run.function_id.clone(),
-            user_id: self.run.user_id.clone(),
+            run: self.run.run.clone(),
             step: Some(row),
             transition,
             ack: None,

@@ -4,14 +4,12 @@
 use std::time::Duration;
 
 use sea_orm::{DatabaseConnection, EntityTrait};
-use serde_json::{json, Value};
+use serde_json::json;
 
-use crate::api::workflows::ssr::create;
 use crate::engine::{FnError, Function};
 use crate::entities::user;
+use crate::workflows::{self, HelloWorldRequested};
 
-/// The event that starts it.
-pub const EVENT: &str = "test/hello.world";
 /// The name of the workflow it creates.
 pub const WORKFLOW_NAME: &str = "workflow-from-inngest";
 
@@ -29,36 +27,27 @@ pub fn function(db: DatabaseConnection) -> Function {
             ctx.step
                 .sleep("OpenAI로 전송해서 요약/분석", Duration::from_secs(1))
                 .await?;
-            let user_id = user_id(&ctx.event.data)?;
+            let user_id = HelloWorldRequested::owner(&ctx.event)
+                .ok_or_else(|| FnError::non_retriable("the event belongs to no user"))?
+                .to_string();
             let workflow = ctx
                 .step
                 .run("create-workflow", || async move {
-                    // No retry can create a workflow for a user who does not exist.
+                    // No retry can create a workflow for a user who no longer exists.
                     if user::Entity::find_by_id(user_id.clone())
                         .one(&db)
                         .await?
                         .is_none()
                     {
-                        return Err(FnError::non_retriable(format!(
-                            "there is no user {user_id:?}"
-                        )));
+                        return Err(FnError::non_retriable("the event's user no longer exists"));
                     }
-                    let workflow = create(&db, &user_id, WORKFLOW_NAME)
-                        .await
-                        .map_err(FnError::failed)?;
+                    let workflow = workflows::create(&db, &user_id, WORKFLOW_NAME).await?;
                     Ok(json!({ "id": workflow.id, "name": workflow.name }))
                 })
                 .await?;
             Ok(json!({ "workflow": workflow }))
         }
     })
-    .trigger(EVENT)
+    .trigger(HelloWorldRequested::NAME)
     .retries(5)
-}
-
-fn user_id(data: &Value) -> Result<String, FnError> {
-    data.get("userId")
-        .and_then(Value::as_str)
-        .map(str::to_string)
-        .ok_or_else(|| FnError::non_retriable("the event has no userId"))
 }

@@ -3,7 +3,7 @@ use leptos::prelude::*;
 use leptos_router::components::A;
 use leptos_router::hooks::use_query_map;
 
-use crate::api::runs::{list_events, EventRow, GetEvent, SendEvent};
+use crate::api::events::{list_events, EventRow, GetEvent, SendEvent};
 use crate::components::form_error::{action_error, FormError, LoadError};
 use crate::components::live::use_live_runs;
 use crate::components::nav::Nav;
@@ -105,7 +105,7 @@ fn EventLine(row: EventRow) -> impl IntoView {
                         .into_iter()
                         .map(|r| view! {
                             <A href=format!("/runs/{}", r.id)>
-                                <StatusBadge status=r.status.clone() />
+                                <StatusBadge status=r.status />
                                 " " {r.function_id.clone()}
                             </A>
                         })

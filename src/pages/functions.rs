@@ -2,7 +2,7 @@
 use leptos::prelude::*;
 use leptos_router::components::A;
 
-use crate::api::runs::{list_functions, FunctionView, InvokeFunction};
+use crate::api::functions::{list_functions, FunctionView, InvokeFunction};
 use crate::components::form_error::{action_error, FormError, LoadError};
 use crate::components::live::use_live_runs;
 use crate::components::nav::Nav;
@@ -48,7 +48,7 @@ fn FunctionCard(function: FunctionView) -> impl IntoView {
                     } else {
                         function.counts.iter().map(|(status, n)| view! {
                             <a class="chip" href=format!("/runs?function={}&status={status}", function.id)>
-                                <StatusBadge status=status.clone() /> <b>{*n}</b>
+                                <StatusBadge status=*status /> <b>{*n}</b>
                             </a>
                         }).collect_view().into_any()
                     }}

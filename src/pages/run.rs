@@ -9,6 +9,7 @@ use crate::components::live::use_live_runs;
 use crate::components::nav::Nav;
 use crate::components::status::StatusBadge;
 use crate::components::time::{format_duration, format_time};
+use crate::domain::StepStatus;
 use crate::error::AppError;
 
 /// The run page.
@@ -63,7 +64,7 @@ fn RunView(
     rerun: ServerAction<RerunRun>,
 ) -> impl IntoView {
     let run = detail.run.clone();
-    let live = matches!(run.status.as_str(), "queued" | "running" | "sleeping");
+    let live = !run.status.is_final();
     let run_id = run.id.clone();
     let on_cancel = {
         let id = run_id.clone();
@@ -93,7 +94,7 @@ fn RunView(
                     <h1>{run.function_id.clone()}</h1>
                     <p class="muted"><code>{run.id.clone()}</code></p>
                 </div>
-                <StatusBadge status=run.status.clone() />
+                <StatusBadge status=run.status />
             </header>
             <dl class="facts">
                 <dt>"Event"</dt><dd><code>{run.event_name.clone()}</code></dd>
@@ -180,14 +181,14 @@ fn Timeline(detail: RunDetail) -> impl IntoView {
 /// Where a step's bar ends: its end, its wake time if asleep, or now if still going.
 fn step_end(step: &StepView, now: i64) -> i64 {
     step.ended_at
-        .or(step.wake_at.filter(|_| step.status == "sleeping"))
+        .or(step.wake_at.filter(|_| step.status == StepStatus::Sleeping))
         .unwrap_or(now)
 }
 
 #[component]
 fn StepLine(step: StepView, now: i64, left: f64, width: f64) -> impl IntoView {
     let duration = format_duration(step_end(&step, now) - step.started_at);
-    let wakes = (step.status == "sleeping")
+    let wakes = (step.status == StepStatus::Sleeping)
         .then(|| {
             step.wake_at
                 .map(|at| format!("wakes at {}", format_time(at)))
@@ -195,11 +196,11 @@ fn StepLine(step: StepView, now: i64, left: f64, width: f64) -> impl IntoView {
         .flatten();
     let has_details = step.output.is_some() || !step.errors.is_empty();
     view! {
-        <li class="step" data-step=step.name.clone() data-status=step.status.clone()>
+        <li class="step" data-step=step.name.clone() data-status=step.status.as_str()>
             <div class="step-head">
                 <span class="step-name">{step.name.clone()}</span>
-                <span class="step-kind">{step.kind.clone()}</span>
-                <StatusBadge status=step.status.clone() />
+                <span class="step-kind">{step.kind.as_str()}</span>
+                <StatusBadge status=step.status />
                 <span class="muted">{format!("{} attempt{}", step.attempts, if step.attempts == 1 { "" } else { "s" })}</span>
                 <span class="step-duration">{duration}</span>
                 {wakes.map(|w| view! { <span class="muted">{w}</span> })}

@@ -3,13 +3,13 @@ use leptos::prelude::*;
 use leptos_router::components::{Form, A};
 use leptos_router::hooks::use_query_map;
 
-use crate::api::runs::RUN_STATES;
 use crate::api::runs::{list_runs, RunPage, RunRow};
 use crate::components::form_error::LoadError;
 use crate::components::live::use_live_runs;
 use crate::components::nav::Nav;
 use crate::components::status::StatusBadge;
 use crate::components::time::{format_duration, format_time};
+use crate::domain::RunStatus;
 
 /// The runs list with filters, counts and cursor pages.
 #[component]
@@ -55,10 +55,10 @@ fn RunsView(
     before: Option<String>,
 ) -> impl IntoView {
     let total: i64 = page.counts.iter().map(|(_, n)| n).sum();
-    let count_of = |s: &str| {
+    let count_of = |s: RunStatus| {
         page.counts
             .iter()
-            .find(|(status, _)| status == s)
+            .find(|(status, _)| *status == s)
             .map(|(_, n)| *n)
             .unwrap_or(0)
     };
@@ -79,13 +79,13 @@ fn RunsView(
             }
         }
     };
-    let chips = RUN_STATES
+    let chips = RunStatus::ALL
         .iter()
-        .map(|s| {
-            let active = status.as_deref() == Some(*s);
+        .map(|&s| {
+            let active = status.as_deref() == Some(s.as_str());
             view! {
-                <a class="chip" class:active=active href=link_for(Some(s)) data-count-status=*s>
-                    <StatusBadge status=*s />
+                <a class="chip" class:active=active href=link_for(Some(s.as_str())) data-count-status=s.as_str()>
+                    <StatusBadge status=s />
                     <b>{count_of(s)}</b>
                 </a>
             }
@@ -112,9 +112,9 @@ fn RunsView(
                 "Status"
                 <select name="status">
                     <option value="" selected=status.is_none()>"any"</option>
-                    {RUN_STATES
+                    {RunStatus::ALL
                         .iter()
-                        .map(|s| view! { <option value=*s selected=status.as_deref() == Some(*s)>{*s}</option> })
+                        .map(|s| view! { <option value=s.as_str() selected=status.as_deref() == Some(s.as_str())>{s.as_str()}</option> })
                         .collect_view()}
                 </select>
             </label>
@@ -178,7 +178,7 @@ fn RunLine(run: RunRow) -> impl IntoView {
     let short: String = run.id.chars().skip(24).collect();
     view! {
         <tr class="run-row" data-run-id=run.id.clone()>
-            <td><StatusBadge status=run.status.clone() /></td>
+            <td><StatusBadge status=run.status /></td>
             <td>{run.function_id.clone()}</td>
             <td><code>{run.event_name.clone()}</code></td>
             <td>{run.started_at.map(format_time).unwrap_or_else(|| "—".into())}</td>

@@ -8,9 +8,65 @@
 use std::time::Duration;
 
 use migration::{Migrator, MigratorTrait};
-use nodebase::engine::{RunStatus, RunUpdate};
-use sea_orm::{ConnectionTrait, DatabaseConnection};
+use nodebase::engine::entities::{run, step};
+use nodebase::engine::{Backoff, EngineConfig, RunStatus, RunUpdate};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter,
+    QueryOrder,
+};
 use tokio::sync::broadcast;
+
+/// Settings for tests: few workers, millisecond backoff, a quick safety-net poll.
+pub fn fast() -> EngineConfig {
+    EngineConfig {
+        workers: 8,
+        backoff: Backoff::fast(),
+        poll: Duration::from_millis(200),
+        ..EngineConfig::default()
+    }
+}
+
+/// The run `id` as stored.
+pub async fn run_row(db: &DatabaseConnection, id: &str) -> run::Model {
+    run::Entity::find_by_id(id.to_string())
+        .one(db)
+        .await
+        .unwrap()
+        .expect("run exists")
+}
+
+/// The steps of `run_id`, in order.
+pub async fn steps_of(db: &DatabaseConnection, run_id: &str) -> Vec<step::Model> {
+    step::Entity::find()
+        .filter(step::Column::RunId.eq(run_id))
+        .order_by_asc(step::Column::Position)
+        .all(db)
+        .await
+        .unwrap()
+}
+
+/// Makes the database refuse to record steps named `name` (a failing disk, say).
+pub async fn refuse_steps_named(db: &DatabaseConnection, name: &str) {
+    let statements = match db.get_database_backend() {
+        DbBackend::Sqlite => vec![format!(
+            "CREATE TRIGGER refuse_step BEFORE INSERT ON step WHEN NEW.name = '{name}' \
+             BEGIN SELECT RAISE(ABORT, 'refused'); END"
+        )],
+        _ => vec![
+            format!(
+                "CREATE FUNCTION refuse_step() RETURNS trigger AS $$ BEGIN \
+                 IF NEW.name = '{name}' THEN RAISE EXCEPTION 'refused'; END IF; \
+                 RETURN NEW; END $$ LANGUAGE plpgsql"
+            ),
+            "CREATE TRIGGER refuse_step BEFORE INSERT ON step FOR EACH ROW \
+             EXECUTE FUNCTION refuse_step()"
+                .to_string(),
+        ],
+    };
+    for sql in statements {
+        db.execute_unprepared(&sql).await.unwrap();
+    }
+}
 
 /// A migrated database that lives as long as this value.
 pub struct TestDb {

@@ -7,12 +7,13 @@ use sea_orm::{
     ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 
-use super::entities::{event, run, step};
+use crate::domain::RunStatus;
+use crate::engine::entities::{event, run, step};
 
 /// Filters for [`runs`]; `None` means "any".
 #[derive(Clone, Debug, Default)]
 pub struct RunFilter {
-    pub status: Option<String>,
+    pub status: Option<RunStatus>,
     pub function_id: Option<String>,
     /// A run id or an event id.
     pub search: Option<String>,
@@ -40,7 +41,7 @@ pub async fn runs(
         .filter(run::Column::UserId.eq(user_id))
         .order_by(run::Column::Id, Order::Desc)
         .limit(filter.limit + 1);
-    if let Some(status) = &filter.status {
+    if let Some(status) = filter.status {
         query = query.filter(run::Column::Status.eq(status));
     }
     if let Some(function_id) = &filter.function_id {
@@ -112,7 +113,7 @@ pub async fn counts(
     db: &impl ConnectionTrait,
     user_id: &str,
     function_id: Option<&str>,
-) -> Result<Vec<(String, i64)>, DbErr> {
+) -> Result<Vec<(RunStatus, i64)>, DbErr> {
     let mut query = Query::select();
     query
         .column(run::Column::Status)
@@ -134,7 +135,7 @@ pub async fn counts(
 pub async fn counts_by_function(
     db: &impl ConnectionTrait,
     user_id: &str,
-) -> Result<Vec<(String, String, i64)>, DbErr> {
+) -> Result<Vec<(String, RunStatus, i64)>, DbErr> {
     let mut query = Query::select();
     query
         .column(run::Column::FunctionId)

@@ -1,0 +1,72 @@
+//! The functions page's server functions: the registered functions with the user's run
+//! counts, and invoking one.
+use leptos::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::RunStatus;
+use crate::error::AppError;
+
+/// A registered function with the user's run counts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionView {
+    pub id: String,
+    pub triggers: Vec<String>,
+    pub retries: u32,
+    pub counts: Vec<(RunStatus, i64)>,
+}
+
+/// The registered functions, with the user's run counts.
+#[server(endpoint = "list_functions")]
+pub async fn list_functions() -> Result<Vec<FunctionView>, AppError> {
+    let user = crate::auth::require_user().await?;
+    let state = super::app_state()?;
+    ssr::list_functions(&state, &user.id).await
+}
+
+/// Runs one function with `data` (JSON) as its event's payload; returns the run id.
+#[server(endpoint = "invoke_function")]
+pub async fn invoke_function(function: String, data: String) -> Result<String, AppError> {
+    let user = crate::auth::require_user().await?;
+    let state = super::app_state()?;
+    let data = super::parse_json(&data)?;
+    let event = crate::engine::NewEvent::new("nodebase/function.invoked", data).for_user(&user.id);
+    let receipt = state
+        .engine
+        .invoke(&state.db, &function, event)
+        .await
+        .map_err(super::engine_error)?;
+    receipt
+        .run_ids
+        .into_iter()
+        .next()
+        .ok_or_else(|| AppError::Server("no run was created".into()))
+}
+
+#[cfg(feature = "ssr")]
+mod ssr {
+    use super::*;
+    use crate::engine::inspect;
+    use crate::state::AppState;
+
+    pub async fn list_functions(
+        state: &AppState,
+        user_id: &str,
+    ) -> Result<Vec<FunctionView>, AppError> {
+        let counts = inspect::counts_by_function(&state.db, user_id).await?;
+        Ok(state
+            .engine
+            .functions()
+            .into_iter()
+            .map(|f| FunctionView {
+                id: f.id().to_string(),
+                triggers: f.triggers().to_vec(),
+                retries: f.retry_limit(),
+                counts: counts
+                    .iter()
+                    .filter(|(function, ..)| function == f.id())
+                    .map(|(_, status, n)| (*status, *n))
+                    .collect(),
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,131 @@
+//! The state every part of the engine shares: the database, the settings, the clock,
+//! and the in-process signals.
+use std::sync::Arc;
+use std::time::Duration;
+
+use sea_orm::{DatabaseConnection, DbBackend};
+use tokio::sync::{broadcast, Notify};
+
+use super::clock::Clock;
+use super::progress::RunUpdate;
+use super::retry::Backoff;
+
+/// How the engine runs; `EngineConfig::default()` suits a small server.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Runs executing at once in this process.
+    pub workers: usize,
+    /// How long a claimed run stays ours without a heartbeat.
+    pub lease: Duration,
+    /// How often in-flight runs' leases are renewed.
+    pub heartbeat: Duration,
+    /// The safety-net poll, for wake-ups no notification announced.
+    pub poll: Duration,
+    /// Most runs claimed, or writes committed, in one transaction.
+    pub batch: usize,
+    /// The delay before a failed step or run is tried again.
+    pub backoff: Backoff,
+    /// Largest accepted event payload, in bytes of JSON.
+    pub max_event_bytes: usize,
+    /// How long shutdown waits for in-flight runs before handing them back.
+    pub shutdown_grace: Duration,
+    /// Finished runs (and then their events) older than this are deleted; `None` keeps
+    /// everything.
+    pub retention: Option<Duration>,
+    /// How often the workers prune.
+    pub prune_every: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            workers: 64,
+            lease: Duration::from_secs(30),
+            heartbeat: Duration::from_secs(10),
+            poll: Duration::from_secs(5),
+            batch: 64,
+            backoff: Backoff::default(),
+            max_event_bytes: 512 * 1024,
+            shutdown_grace: Duration::from_secs(10),
+            retention: Some(Duration::from_secs(30 * 24 * 3600)),
+            prune_every: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// What the engine's parts share; one per [`super::Engine`].
+pub(crate) struct Runtime {
+    pub db: DatabaseConnection,
+    /// For lease traffic (claims, heartbeats, "running" signals): on PostgreSQL, a small
+    /// pool whose commits do not wait for the WAL flush. A crash can lose such a commit,
+    /// which only makes a run look unclaimed (or its lease shorter) — as if its worker
+    /// had died — while any later durable commit flushes it along. Results, sends and
+    /// state moves always go through `db` and are durable when they return.
+    pub leases: DatabaseConnection,
+    pub config: EngineConfig,
+    pub clock: Arc<dyn Clock>,
+    /// Rings when a run may have become due (a send, a park, a rescue).
+    pub wake: Notify,
+    /// This process's subscribers; fed only by [`super::notifier::publish`].
+    pub updates: broadcast::Sender<RunUpdate>,
+    /// This process's name in `run.locked_by`.
+    pub worker_id: String,
+}
+
+impl Runtime {
+    pub(crate) fn new(db: DatabaseConnection, config: EngineConfig, clock: Arc<dyn Clock>) -> Self {
+        let (updates, _) = broadcast::channel(4096);
+        Runtime {
+            leases: lease_pool(&db),
+            db,
+            config,
+            clock,
+            wake: Notify::new(),
+            updates,
+            worker_id: format!(
+                "{}-{}-{}",
+                hostname(),
+                std::process::id(),
+                &uuid::Uuid::new_v4().simple().to_string()[..8]
+            ),
+        }
+    }
+
+    /// Whether the database is PostgreSQL (many processes) rather than SQLite.
+    pub(crate) fn postgres(&self) -> bool {
+        self.db.get_database_backend() == DbBackend::Postgres
+    }
+
+    /// The end of a lease taken or renewed at `now`.
+    pub(crate) fn lease_from(&self, now: i64) -> i64 {
+        now + self.config.lease.as_millis() as i64
+    }
+}
+
+/// See [`Runtime::leases`]; on SQLite, the same pool as everything else.
+fn lease_pool(db: &DatabaseConnection) -> DatabaseConnection {
+    if db.get_database_backend() != DbBackend::Postgres {
+        return db.clone();
+    }
+    let pool = db.get_postgres_connection_pool();
+    let options = (*pool.connect_options()).clone().options([
+        ("synchronous_commit", "off"),
+        // The claim's plan does not depend on its parameters; planning it afresh each
+        // time costs more than running it once the table has seen many runs.
+        ("plan_cache_mode", "force_generic_plan"),
+    ]);
+    // The main pool's settings (timeouts, health checks), with fewer connections.
+    let leases = pool
+        .options()
+        .clone()
+        .max_connections(4)
+        .min_connections(0)
+        .connect_lazy_with(options);
+    sea_orm::SqlxPostgresConnector::from_sqlx_postgres_pool(leases)
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "nodebase".into())
+}

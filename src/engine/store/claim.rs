@@ -1,0 +1,186 @@
+//! Taking due runs under a lease, with what their executors need; renewing leases.
+use std::collections::HashMap;
+
+use sea_orm::sea_query::{
+    Alias, Asterisk, CommonTableExpression, Expr, ExprTrait, Func, LockBehavior, LockType, Order,
+    Query, WithClause,
+};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, FromQueryResult, IdenStatic, Iterable,
+    QueryFilter, QueryOrder,
+};
+
+use super::{due_states, id_col, id_in, locked_by_us, running};
+use crate::domain::RunStatus;
+use crate::engine::entities::{event, run, step};
+use crate::engine::event::Event;
+use crate::engine::runtime::Runtime;
+
+/// Claims up to `limit` due runs for this worker, oldest due first, with their events
+/// (`None` if the event is gone).
+pub(crate) async fn claim(
+    rt: &Runtime,
+    limit: usize,
+) -> Result<Vec<(run::Model, Option<Event>)>, DbErr> {
+    let now = rt.clock.now_ms();
+    let mut due = Query::select();
+    due.column(run::Column::Id)
+        .from(run::Entity)
+        .and_where(due_states())
+        .and_where(Expr::col(run::Column::DueAt).lte(now))
+        .order_by(run::Column::DueAt, Order::Asc)
+        .limit(limit as u64);
+    let postgres = rt.postgres();
+    if postgres {
+        // Concurrent claimers skip each other's rows instead of waiting on them.
+        due.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
+    }
+    let mut claim = Query::update();
+    claim
+        .table(run::Entity)
+        .value(run::Column::Status, RunStatus::Running.as_str())
+        .value(run::Column::LockedBy, rt.worker_id.as_str())
+        .value(run::Column::LeaseUntil, rt.lease_from(now))
+        .value(run::Column::Claims, Expr::col(run::Column::Claims).add(1))
+        .value(
+            run::Column::StartedAt,
+            Func::coalesce([Expr::col(run::Column::StartedAt), Expr::val(now)]),
+        )
+        .value(run::Column::UpdatedAt, now)
+        .and_where(due_states())
+        .returning_all();
+    claim.and_where(id_in(postgres, due));
+    if !postgres {
+        // SQLite has no UPDATE inside WITH: two statements.
+        let rows = rt.leases.query_all(&claim).await?;
+        let runs = rows
+            .iter()
+            .map(|row| run::Model::from_query_result(row, ""))
+            .collect::<Result<Vec<_>, _>>()?;
+        let events = events(rt, runs.iter().map(|r| r.event_id.clone()).collect()).await?;
+        return Ok(runs
+            .into_iter()
+            .map(|r| {
+                // One event may have started several of these runs.
+                let event = events.get(&r.event_id).cloned();
+                (r, event)
+            })
+            .collect());
+    }
+    // PostgreSQL: the claim and its events in one round trip.
+    let claimed = Alias::new("claimed");
+    let mut select = Query::select();
+    select
+        .column((claimed.clone(), Asterisk))
+        .from(claimed.clone())
+        .left_join(
+            event::Entity,
+            Expr::col((event::Entity, event::Column::Id))
+                .equals((claimed.clone(), run::Column::EventId)),
+        );
+    for column in event::Column::iter() {
+        select.expr_as(
+            Expr::col((event::Entity, column)),
+            Alias::new(format!("{EVENT_PREFIX}{}", column.as_str())),
+        );
+    }
+    let mut with = WithClause::new();
+    with.cte(
+        CommonTableExpression::new()
+            .query(claim)
+            .table_name(claimed)
+            .to_owned(),
+    );
+    let query = with.query(select);
+    let rows = rt.leases.query_all(&query).await?;
+    rows.iter()
+        .map(|row| {
+            let run = run::Model::from_query_result(row, "")?;
+            let event = match row.try_get::<Option<String>>("", &format!("{EVENT_PREFIX}id"))? {
+                Some(_) => Some(
+                    Event::try_from(event::Model::from_query_result(row, EVENT_PREFIX)?)
+                        .map_err(|e| DbErr::Custom(e.to_string()))?,
+                ),
+                None => None,
+            };
+            Ok((run, event))
+        })
+        .collect()
+}
+
+/// Names the event's columns apart from the run's in the claim's result (the run has
+/// an `event_id` of its own).
+const EVENT_PREFIX: &str = "ev_";
+
+/// The events with these ids.
+async fn events(rt: &Runtime, ids: Vec<String>) -> Result<HashMap<String, Event>, DbErr> {
+    let rows = event::Entity::find()
+        .filter(event::Column::Id.is_in(ids))
+        .all(&rt.db)
+        .await?;
+    let mut events = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let event = Event::try_from(row).map_err(|e| DbErr::Custom(e.to_string()))?;
+        events.insert(event.id.clone(), event);
+    }
+    Ok(events)
+}
+
+/// The saved steps of these runs.
+pub(crate) async fn steps(
+    rt: &Runtime,
+    run_ids: Vec<String>,
+) -> Result<HashMap<String, Vec<step::Model>>, DbErr> {
+    let mut by_run: HashMap<String, Vec<step::Model>> = HashMap::new();
+    if run_ids.is_empty() {
+        return Ok(by_run);
+    }
+    let rows = step::Entity::find()
+        .filter(step::Column::RunId.is_in(run_ids))
+        .order_by_asc(step::Column::Position)
+        .all(&rt.db)
+        .await?;
+    for row in rows {
+        by_run.entry(row.run_id.clone()).or_default().push(row);
+    }
+    Ok(by_run)
+}
+
+/// When the next queued or sleeping run falls due, if any.
+pub(crate) async fn next_due(rt: &Runtime) -> Result<Option<i64>, DbErr> {
+    let mut next = Query::select();
+    next.expr(Func::min(Expr::col(run::Column::DueAt)))
+        .from(run::Entity)
+        .and_where(due_states());
+    let row = rt.db.query_one(&next).await?;
+    match row {
+        Some(row) => row.try_get_by_index::<Option<i64>>(0),
+        None => Ok(None),
+    }
+}
+
+/// Renews the leases of this worker's runs that are still executing.
+pub(crate) async fn heartbeat(rt: &Runtime, run_ids: Vec<String>) -> Result<u64, DbErr> {
+    if run_ids.is_empty() {
+        return Ok(0);
+    }
+    let now = rt.clock.now_ms();
+    let postgres = rt.postgres();
+    let mut ours = Query::select();
+    ours.column(run::Column::Id)
+        .from(run::Entity)
+        .and_where(id_col().is_in(run_ids));
+    if postgres {
+        // A run whose writes are being committed right now is skipped: that commit
+        // renews its lease, and waiting for it could deadlock with it.
+        ours.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
+    }
+    let mut renew = Query::update();
+    renew
+        .table(run::Entity)
+        .value(run::Column::LeaseUntil, rt.lease_from(now))
+        .and_where(id_in(postgres, ours))
+        .and_where(running())
+        .and_where(locked_by_us(rt));
+    Ok(rt.leases.execute(&renew).await?.rows_affected())
+}

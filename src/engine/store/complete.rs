@@ -1,0 +1,164 @@
+//! The completer's group commit: step records and state moves of many runs in one
+//! transaction, each kept only if its run is still this worker's.
+use std::collections::{HashMap, HashSet};
+
+use sea_orm::sea_query::{CaseStatement, Expr, ExprTrait, OnConflict, Query, UpdateStatement};
+use sea_orm::{ActiveModelTrait, ConnectionTrait, DbErr, EntityTrait, IntoActiveModel};
+
+use super::{begin, id_col, locked_by_us, running};
+use crate::engine::entities::{run, step};
+use crate::engine::progress::{RunUpdate, Transition, Write};
+use crate::engine::runtime::Runtime;
+
+/// Commits a batch of writes in one transaction and returns the runs that were still
+/// ours (running, locked by this worker); other runs' writes are dropped.
+pub(crate) async fn commit(rt: &Runtime, writes: &[Write]) -> Result<HashSet<String>, DbErr> {
+    let now = rt.clock.now_ms();
+    let mut run_ids: Vec<&str> = writes.iter().map(|w| w.run.run_id.as_str()).collect();
+    run_ids.sort_unstable();
+    run_ids.dedup();
+
+    let txn = begin(rt).await?;
+    // Renewing the lease is also the ownership check, under the row's write lock.
+    let mut renew = Query::update();
+    renew
+        .table(run::Entity)
+        .value(run::Column::LeaseUntil, rt.lease_from(now))
+        .value(run::Column::UpdatedAt, now)
+        .and_where(id_col().is_in(run_ids))
+        .and_where(running())
+        .and_where(locked_by_us(rt))
+        .returning_col(run::Column::Id);
+    let owned: HashSet<String> = txn
+        .query_all(&renew)
+        .await?
+        .iter()
+        .map(|row| row.try_get::<String>("", "id"))
+        .collect::<Result<_, _>>()?;
+
+    // The last record of each step wins.
+    let mut steps: HashMap<(&str, &str), &step::Model> = HashMap::new();
+    for write in writes.iter().filter(|w| owned.contains(&w.run.run_id)) {
+        if let Some(step) = &write.step {
+            steps.insert((step.run_id.as_str(), step.step_id.as_str()), step);
+        }
+    }
+    if !steps.is_empty() {
+        let rows: Vec<step::ActiveModel> = steps
+            .into_values()
+            .map(|s| s.clone().into_active_model().reset_all())
+            .collect();
+        step::Entity::insert_many(rows)
+            .on_conflict(
+                OnConflict::columns([step::Column::RunId, step::Column::StepId])
+                    .update_columns([
+                        step::Column::Status,
+                        step::Column::Attempts,
+                        step::Column::Output,
+                        step::Column::Error,
+                        step::Column::Errors,
+                        step::Column::EndedAt,
+                        step::Column::WakeAt,
+                    ])
+                    .to_owned(),
+            )
+            .exec_without_returning(&txn)
+            .await?;
+    }
+
+    let moves: Vec<(&str, &Transition)> = writes
+        .iter()
+        .filter(|w| owned.contains(&w.run.run_id))
+        .filter_map(|w| w.transition.as_ref().map(|t| (w.run.run_id.as_str(), t)))
+        .collect();
+    if !moves.is_empty() {
+        txn.execute(&transitions(rt, &moves, now)).await?;
+        let updates: Vec<RunUpdate> = writes
+            .iter()
+            .filter(|w| owned.contains(&w.run.run_id))
+            .filter_map(Write::update)
+            .collect();
+        // Other processes hear of the moves at the commit, and only if it commits.
+        super::notify::announce(&txn, &rt.worker_id, &updates).await?;
+    }
+    txn.commit().await?;
+    Ok(owned)
+}
+
+/// One UPDATE that moves many running runs at once, each to its own state.
+fn transitions(rt: &Runtime, moves: &[(&str, &Transition)], now: i64) -> UpdateStatement {
+    /// A `CASE id WHEN … END` that keeps the column's value for runs it does not name.
+    struct Column {
+        col: run::Column,
+        case: CaseStatement,
+        arms: usize,
+    }
+    impl Column {
+        fn new(col: run::Column) -> Self {
+            Column {
+                col,
+                case: CaseStatement::new(),
+                arms: 0,
+            }
+        }
+        fn set(&mut self, run_id: &str, value: impl Into<Expr>) {
+            let case = std::mem::take(&mut self.case);
+            self.case = case.case(id_col().eq(run_id), value);
+            self.arms += 1;
+        }
+    }
+    let mut status = Column::new(run::Column::Status);
+    let mut due_at = Column::new(run::Column::DueAt);
+    let mut output = Column::new(run::Column::Output);
+    let mut error = Column::new(run::Column::Error);
+    let mut attempts = Column::new(run::Column::Attempts);
+    let mut ended_at = Column::new(run::Column::EndedAt);
+    for &(run_id, transition) in moves {
+        status.set(run_id, transition.status().as_str());
+        match transition {
+            Transition::Queued {
+                due_at: at,
+                attempts: n,
+                error: e,
+            } => {
+                due_at.set(run_id, *at);
+                if let Some(n) = n {
+                    attempts.set(run_id, *n);
+                }
+                if let Some(e) = e {
+                    error.set(run_id, e.as_str());
+                }
+            }
+            Transition::Sleeping { due_at: at } => due_at.set(run_id, *at),
+            Transition::Completed { output: o } => {
+                output.set(run_id, o.as_str());
+                ended_at.set(run_id, now);
+            }
+            Transition::Failed {
+                error: e,
+                attempts: n,
+            } => {
+                error.set(run_id, e.as_str());
+                if let Some(n) = n {
+                    attempts.set(run_id, *n);
+                }
+                ended_at.set(run_id, now);
+            }
+        }
+    }
+    let mut update = Query::update();
+    update.table(run::Entity);
+    for column in [status, due_at, output, error, attempts, ended_at] {
+        if column.arms > 0 {
+            update.value(column.col, column.case.finally(Expr::col(column.col)));
+        }
+    }
+    update
+        .value(run::Column::LockedBy, Option::<String>::None)
+        .value(run::Column::LeaseUntil, Option::<i64>::None)
+        .value(run::Column::UpdatedAt, now)
+        .and_where(id_col().is_in(moves.iter().map(|(id, _)| *id)))
+        .and_where(running())
+        .and_where(locked_by_us(rt))
+        .to_owned()
+}

@@ -1,0 +1,106 @@
+//! Moves made outside an executor: rescue of lapsed leases, hand-back at shutdown,
+//! cancel, and re-run.
+use sea_orm::sea_query::{Expr, ExprTrait, IntoColumnRef, Query, ReturningClause, UpdateStatement};
+use sea_orm::{ConnectionTrait, DbErr, EntityTrait};
+
+use super::send::new_run;
+use super::{id_col, live_states, locked_by_us, running};
+use crate::domain::RunStatus;
+use crate::engine::entities::run;
+use crate::engine::event::new_id;
+use crate::engine::progress::RunUpdate;
+use crate::engine::runtime::Runtime;
+
+fn updates_from(
+    rows: Vec<sea_orm::QueryResult>,
+    status: RunStatus,
+) -> Result<Vec<RunUpdate>, DbErr> {
+    rows.iter()
+        .map(|row| {
+            Ok(RunUpdate {
+                run_id: row.try_get("", "id")?,
+                function_id: row.try_get("", "function_id")?,
+                user_id: row.try_get("", "user_id")?,
+                status,
+            })
+        })
+        .collect()
+}
+
+/// An UPDATE that moves runs to `status` without an owner, returning what a
+/// [`RunUpdate`] needs; the callers add which runs.
+fn unlock(status: RunStatus, now: i64) -> UpdateStatement {
+    let mut update = Query::update();
+    update
+        .table(run::Entity)
+        .value(run::Column::Status, status.as_str())
+        .value(run::Column::LockedBy, Option::<String>::None)
+        .value(run::Column::LeaseUntil, Option::<i64>::None)
+        .value(run::Column::UpdatedAt, now)
+        .returning(ReturningClause::Columns(vec![
+            run::Column::Id.into_column_ref(),
+            run::Column::FunctionId.into_column_ref(),
+            run::Column::UserId.into_column_ref(),
+        ]));
+    update
+}
+
+/// Puts runs whose lease lapsed (their worker died or hung) back in the queue.
+pub(crate) async fn rescue(rt: &Runtime) -> Result<Vec<RunUpdate>, DbErr> {
+    let now = rt.clock.now_ms();
+    let mut rescue = unlock(RunStatus::Queued, now);
+    rescue
+        .value(run::Column::DueAt, now)
+        .and_where(running())
+        .and_where(Expr::col(run::Column::LeaseUntil).lt(now));
+    updates_from(rt.db.query_all(&rescue).await?, RunStatus::Queued)
+}
+
+/// Hands this worker's unfinished runs back to the queue (at shutdown).
+pub(crate) async fn release(rt: &Runtime, run_ids: Vec<String>) -> Result<Vec<RunUpdate>, DbErr> {
+    if run_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let now = rt.clock.now_ms();
+    let mut release = unlock(RunStatus::Queued, now);
+    release
+        .value(run::Column::DueAt, now)
+        .and_where(id_col().is_in(run_ids))
+        .and_where(running())
+        .and_where(locked_by_us(rt));
+    updates_from(rt.db.query_all(&release).await?, RunStatus::Queued)
+}
+
+/// Cancels a run that has not finished; `None` if it had (or does not exist).
+pub(crate) async fn cancel(
+    db: &impl ConnectionTrait,
+    run_id: &str,
+    now: i64,
+) -> Result<Option<RunUpdate>, DbErr> {
+    let mut cancel = unlock(RunStatus::Cancelled, now);
+    cancel
+        .value(run::Column::EndedAt, now)
+        .and_where(id_col().eq(run_id))
+        .and_where(live_states());
+    let rows = db.query_all(&cancel).await?;
+    Ok(updates_from(rows, RunStatus::Cancelled)?.pop())
+}
+
+/// Queues a new run like `run_id` (same function, same event) if `run_id` has finished.
+pub(crate) async fn rerun(
+    db: &impl ConnectionTrait,
+    run_id: &str,
+    now: i64,
+) -> Result<Option<String>, DbErr> {
+    let Some(old) = run::Entity::find_by_id(run_id.to_string()).one(db).await? else {
+        return Ok(None);
+    };
+    if !old.status.is_final() {
+        return Ok(None);
+    }
+    let id = new_id();
+    let mut row = new_run(&id, &old.function_id, &old.event_id, old.user_id, now);
+    row.rerun_of = sea_orm::Set(Some(old.id));
+    run::Entity::insert(row).exec_without_returning(db).await?;
+    Ok(Some(id))
+}

@@ -1,0 +1,136 @@
+//! PostgreSQL's LISTEN/NOTIFY signals, as SQL: `nodebase_wake` says "runs may be due"
+//! (sent inside the sending transaction, so it is delivered only if the runs commit);
+//! `nodebase_runs` carries run status changes, many per payload.
+use sea_orm::sea_query::{Expr, Query};
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::RunStatus;
+use crate::engine::progress::RunUpdate;
+
+pub(crate) const WAKE: &str = "nodebase_wake";
+pub(crate) const RUNS: &str = "nodebase_runs";
+
+/// Run updates as they travel between processes, many per notification.
+#[derive(Deserialize)]
+pub(crate) struct Wire {
+    /// The process that published them, which already told its own subscribers.
+    pub from: String,
+    pub runs: Vec<WireRun>,
+}
+
+#[derive(Serialize, Deserialize)]
+pub(crate) struct WireRun {
+    run: String,
+    function: String,
+    user: Option<String>,
+    status: RunStatus,
+}
+
+impl From<WireRun> for RunUpdate {
+    fn from(run: WireRun) -> Self {
+        RunUpdate {
+            run_id: run.run,
+            function_id: run.function,
+            user_id: run.user,
+            status: run.status,
+        }
+    }
+}
+
+/// PostgreSQL refuses payloads of 8000 bytes or more; stay well below.
+const MAX_PAYLOAD: usize = 7_000;
+
+/// Inside a transaction on PostgreSQL: wake every process's workers at commit.
+pub(crate) async fn wake_on_commit(conn: &impl ConnectionTrait) -> Result<(), DbErr> {
+    if conn.get_database_backend() != DbBackend::Postgres {
+        return Ok(());
+    }
+    let mut select = Query::select();
+    select.expr(wake_expr());
+    conn.execute(&select).await.map(|_| ())
+}
+
+/// The SQL expression that sends the wake-up signal (PostgreSQL only).
+pub(crate) fn wake_expr() -> Expr {
+    Expr::cust(format!("pg_notify('{WAKE}', '')"))
+}
+
+/// On PostgreSQL: tells the other processes about `updates` (at commit, if `conn` is a
+/// transaction). One statement for the whole batch.
+pub(crate) async fn announce(
+    conn: &impl ConnectionTrait,
+    worker_id: &str,
+    updates: &[RunUpdate],
+) -> Result<(), DbErr> {
+    if conn.get_database_backend() != DbBackend::Postgres || updates.is_empty() {
+        return Ok(());
+    }
+    let payloads = payloads(worker_id, updates);
+    conn.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        format!("SELECT pg_notify('{RUNS}', p) FROM unnest($1::text[]) AS p"),
+        [payloads.into()],
+    ))
+    .await
+    .map(|_| ())
+}
+
+/// `updates` as JSON payloads of at most about `MAX_PAYLOAD` bytes each.
+fn payloads(worker_id: &str, updates: &[RunUpdate]) -> Vec<String> {
+    // Each run is serialized once; a payload is a [`Wire`] put together from them.
+    let from = serde_json::to_string(worker_id).unwrap_or_default();
+    let payload = |runs: &[String]| format!(r#"{{"from":{from},"runs":[{}]}}"#, runs.join(","));
+    let room = MAX_PAYLOAD - from.len() - 20;
+    let mut payloads = Vec::new();
+    let mut runs: Vec<String> = Vec::new();
+    let mut size = 0;
+    for u in updates {
+        let run = serde_json::to_string(&WireRun {
+            run: u.run_id.clone(),
+            function: u.function_id.clone(),
+            user: u.user_id.clone(),
+            status: u.status,
+        })
+        .unwrap_or_default();
+        if size + run.len() + 1 > room && !runs.is_empty() {
+            payloads.push(payload(&runs));
+            runs.clear();
+            size = 0;
+        }
+        size += run.len() + 1;
+        runs.push(run);
+    }
+    if !runs.is_empty() {
+        payloads.push(payload(&runs));
+    }
+    payloads
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn many_updates_are_split_into_payloads_postgres_accepts() {
+        let updates: Vec<RunUpdate> = (0..500)
+            .map(|i| RunUpdate {
+                run_id: format!("run-{i:020}"),
+                function_id: "some-function".into(),
+                user_id: Some(format!("user-{i:020}")),
+                status: RunStatus::Completed,
+            })
+            .collect();
+        let payloads = payloads("worker", &updates);
+        assert!(payloads.len() > 1);
+        let mut seen = Vec::new();
+        for p in &payloads {
+            assert!(p.len() < MAX_PAYLOAD, "{} bytes", p.len());
+            let wire: Wire = serde_json::from_str(p).unwrap();
+            assert_eq!(wire.from, "worker");
+            seen.extend(wire.runs.into_iter().map(|r| r.run));
+        }
+        let sent: Vec<String> = updates.into_iter().map(|u| u.run_id).collect();
+        assert_eq!(seen, sent);
+    }
+}

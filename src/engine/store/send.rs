@@ -1,0 +1,234 @@
+//! Recording events and one queued run per function each triggers, through the
+//! caller's connection or transaction.
+use sea_orm::sea_query::{Alias, CommonTableExpression, Expr, OnConflict, Query, WithClause};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QuerySelect,
+    QueryTrait, Set, TransactionSession, TransactionTrait,
+};
+
+use super::notify;
+use crate::domain::RunStatus;
+use crate::engine::entities::{event, run};
+use crate::engine::error::EngineError;
+use crate::engine::event::{new_id, Prepared, SendReceipt};
+use crate::engine::runtime::Runtime;
+
+/// Rows per multi-row INSERT, well under SQLite's limit on bound parameters.
+const ROWS_PER_INSERT: usize = 500;
+
+/// A queued run of `function_id` for `event_id`, due now.
+pub(crate) fn new_run(
+    run_id: &str,
+    function_id: &str,
+    event_id: &str,
+    user_id: Option<String>,
+    now: i64,
+) -> run::ActiveModel {
+    run::ActiveModel {
+        id: Set(run_id.to_string()),
+        function_id: Set(function_id.to_string()),
+        event_id: Set(event_id.to_string()),
+        user_id: Set(user_id),
+        status: Set(RunStatus::Queued),
+        due_at: Set(now),
+        locked_by: Set(None),
+        lease_until: Set(None),
+        claims: Set(0),
+        attempts: Set(0),
+        output: Set(None),
+        error: Set(None),
+        rerun_of: Set(None),
+        created_at: Set(now),
+        started_at: Set(None),
+        ended_at: Set(None),
+        updated_at: Set(now),
+    }
+}
+
+/// Records `events` and their runs: one for each function id `route` gives the event
+/// (the functions it triggers, or the one an invocation names).
+pub(crate) async fn send_many<'a, C: ConnectionTrait + TransactionTrait>(
+    rt: &Runtime,
+    conn: &C,
+    prepared: Vec<Prepared>,
+    route: impl Fn(&Prepared) -> &'a [String],
+) -> Result<Vec<SendReceipt>, EngineError> {
+    let now = rt.clock.now_ms();
+    let rows: Vec<Rows> = prepared
+        .into_iter()
+        .map(|p| {
+            let functions = route(&p);
+            rows(p, functions, now)
+        })
+        .collect();
+    let one_statement = conn.get_database_backend() == DbBackend::Postgres
+        && rows.len() <= ROWS_PER_INSERT
+        && rows.iter().map(|r| r.runs.len()).sum::<usize>() <= ROWS_PER_INSERT
+        && rows.iter().all(|r| r.idempotency_key.is_none());
+    if one_statement {
+        send_in_one_statement(conn, rows).await
+    } else {
+        send_in_transaction(conn, rows).await
+    }
+}
+
+/// An event's rows and its receipt, before anything is stored.
+struct Rows {
+    event: event::ActiveModel,
+    idempotency_key: Option<String>,
+    runs: Vec<run::ActiveModel>,
+    receipt: SendReceipt,
+}
+
+fn rows(p: Prepared, functions: &[String], now: i64) -> Rows {
+    let event_id = new_id();
+    let mut runs = Vec::with_capacity(functions.len());
+    let mut run_ids = Vec::with_capacity(functions.len());
+    for function_id in functions {
+        let run_id = new_id();
+        runs.push(new_run(
+            &run_id,
+            function_id,
+            &event_id,
+            p.event.user_id.clone(),
+            now,
+        ));
+        run_ids.push(run_id);
+    }
+    Rows {
+        event: event::ActiveModel {
+            id: Set(event_id.clone()),
+            name: Set(p.event.name),
+            data: Set(p.data),
+            user_id: Set(p.event.user_id),
+            idempotency_key: Set(p.event.idempotency_key.clone()),
+            ts: Set(now),
+        },
+        idempotency_key: p.event.idempotency_key,
+        runs,
+        receipt: SendReceipt {
+            event_id,
+            run_ids,
+            duplicate: false,
+        },
+    }
+}
+
+/// PostgreSQL, no idempotency keys: the events, their runs and the wake-up signal in
+/// one statement — atomic by itself, and one round trip (plus the commit's flush when
+/// `conn` is not a transaction).
+async fn send_in_one_statement<C: ConnectionTrait>(
+    conn: &C,
+    rows: Vec<Rows>,
+) -> Result<Vec<SendReceipt>, EngineError> {
+    let mut events = Vec::with_capacity(rows.len());
+    let mut runs = Vec::new();
+    let mut receipts = Vec::with_capacity(rows.len());
+    for r in rows {
+        events.push(r.event);
+        runs.extend(r.runs);
+        receipts.push(r.receipt);
+    }
+    if events.is_empty() {
+        return Ok(receipts);
+    }
+    let insert_events = event::Entity::insert_many(events).into_query();
+    let mut with = WithClause::new();
+    with.cte(
+        CommonTableExpression::new()
+            .query(insert_events)
+            .table_name(Alias::new("new_events"))
+            .to_owned(),
+    );
+    let mut last = Query::select();
+    if runs.is_empty() {
+        last.expr(Expr::val(1));
+    } else {
+        with.cte(
+            CommonTableExpression::new()
+                .query(run::Entity::insert_many(runs).into_query())
+                .table_name(Alias::new("new_runs"))
+                .to_owned(),
+        );
+        last.expr(notify::wake_expr());
+    }
+    conn.execute(&with.query(last)).await?;
+    Ok(receipts)
+}
+
+/// Everything else: a transaction of our own on a plain connection, a savepoint inside
+/// the caller's transaction.
+async fn send_in_transaction<C: ConnectionTrait + TransactionTrait>(
+    conn: &C,
+    rows: Vec<Rows>,
+) -> Result<Vec<SendReceipt>, EngineError> {
+    let txn = conn.begin().await?;
+    let conn = &txn;
+    let mut receipts = Vec::with_capacity(rows.len());
+    let mut event_rows = Vec::with_capacity(rows.len());
+    let mut run_rows = Vec::with_capacity(rows.len());
+    for r in rows {
+        if let Some(key) = &r.idempotency_key {
+            // Insert-or-skip in one statement, so concurrent sends with one key agree.
+            let inserted = event::Entity::insert(r.event)
+                .on_conflict(
+                    OnConflict::column(event::Column::IdempotencyKey)
+                        .do_nothing()
+                        .to_owned(),
+                )
+                .exec_without_returning(conn)
+                .await;
+            match inserted {
+                Ok(0) | Err(DbErr::RecordNotInserted) => {
+                    receipts.push(duplicate_receipt(conn, key).await?);
+                    continue;
+                }
+                Ok(_) => {}
+                Err(e) => return Err(e.into()),
+            }
+        } else {
+            event_rows.push(r.event);
+        }
+        run_rows.extend(r.runs);
+        receipts.push(r.receipt);
+    }
+    for chunk in event_rows.chunks(ROWS_PER_INSERT) {
+        event::Entity::insert_many(chunk.to_vec())
+            .exec_without_returning(conn)
+            .await?;
+    }
+    for chunk in run_rows.chunks(ROWS_PER_INSERT) {
+        run::Entity::insert_many(chunk.to_vec())
+            .exec_without_returning(conn)
+            .await?;
+    }
+    if !run_rows.is_empty() {
+        notify::wake_on_commit(conn).await?;
+    }
+    txn.commit().await?;
+    Ok(receipts)
+}
+
+/// The receipt of the event first sent with idempotency key `key`.
+async fn duplicate_receipt<C: ConnectionTrait>(
+    conn: &C,
+    key: &str,
+) -> Result<SendReceipt, EngineError> {
+    let first = event::Entity::find()
+        .filter(event::Column::IdempotencyKey.eq(key))
+        .one(conn)
+        .await?
+        .ok_or_else(|| EngineError::Database(format!("event with key {key:?} vanished")))?;
+    let run_ids = run::Entity::find()
+        .select_only()
+        .column(run::Column::Id)
+        .filter(run::Column::EventId.eq(&first.id))
+        .into_tuple::<String>()
+        .all(conn)
+        .await?;
+    Ok(SendReceipt {
+        event_id: first.id,
+        run_ids,
+        duplicate: true,
+    })
+}

@@ -1,0 +1,75 @@
+//! The workflow domain: a user's workflows, and the event that asks for the slow work
+//! done for them in the background. Used by the server functions and by the background
+//! functions alike, so that neither reaches into the other.
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    Set,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::db::now_ms;
+use crate::domain::SignedInUser;
+use crate::engine::{Event, NewEvent};
+use crate::entities::workflow;
+
+/// The name of the workflow a click on "워크플로우 생성" creates at once.
+pub const FIRST_WORKFLOW_NAME: &str = "test-workflow";
+
+/// `user_id`'s workflows, newest first.
+pub async fn list_for_user(
+    db: &impl ConnectionTrait,
+    user_id: &str,
+) -> Result<Vec<workflow::Model>, DbErr> {
+    workflow::Entity::find()
+        .filter(workflow::Column::UserId.eq(user_id))
+        .order_by_desc(workflow::Column::CreatedAt)
+        .order_by_desc(workflow::Column::Id)
+        .all(db)
+        .await
+}
+
+/// Inserts a workflow named `name` for `user_id`.
+pub async fn create(
+    db: &impl ConnectionTrait,
+    user_id: &str,
+    name: &str,
+) -> Result<workflow::Model, DbErr> {
+    workflow::ActiveModel {
+        id: Set(cuid2::create_id()),
+        name: Set(name.to_string()),
+        user_id: Set(user_id.to_string()),
+        created_at: Set(now_ms()),
+    }
+    .insert(db)
+    .await
+}
+
+/// `test/hello.world`: a user asked for the slow work on a new workflow. The event
+/// belongs to that user (the server records who sent it); the payload only describes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HelloWorldRequested {
+    pub email: String,
+    pub user_id: String,
+}
+
+impl HelloWorldRequested {
+    /// The event's name.
+    pub const NAME: &'static str = "test/hello.world";
+
+    /// The event for `user`, owned by them.
+    pub fn event(user: &SignedInUser) -> NewEvent {
+        let data = HelloWorldRequested {
+            email: user.email.clone(),
+            user_id: user.id.clone(),
+        };
+        let data = serde_json::to_value(data).unwrap_or_default();
+        NewEvent::new(Self::NAME, data).for_user(&user.id)
+    }
+
+    /// The user a run of this event acts for: the event's recorded owner, never an id
+    /// the payload names (anyone may send any payload from the Events page).
+    pub fn owner(event: &Event) -> Option<&str> {
+        event.user_id.as_deref()
+    }
+}
