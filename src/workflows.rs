@@ -1,6 +1,7 @@
 //! The workflow domain: a user's workflows, and the event that asks for the slow work
 //! done for them in the background. Used by the server functions and by the background
 //! functions alike, so that neither reaches into the other.
+use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
     Set,
@@ -42,6 +43,45 @@ pub async fn create(
     }
     .insert(db)
     .await
+}
+
+/// Creates the workflow with id `id` for `user_id` unless it exists, and returns it:
+/// a background step that runs again (after a crash between its insert and its record)
+/// creates nothing new.
+pub async fn create_once(
+    db: &impl ConnectionTrait,
+    id: &str,
+    user_id: &str,
+    name: &str,
+) -> Result<workflow::Model, DbErr> {
+    let row = workflow::ActiveModel {
+        id: Set(id.to_string()),
+        name: Set(name.to_string()),
+        user_id: Set(user_id.to_string()),
+        created_at: Set(now_ms()),
+    };
+    workflow::Entity::insert(row)
+        .on_conflict(
+            OnConflict::column(workflow::Column::Id)
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(db)
+        .await?;
+    workflow::Entity::find_by_id(id.to_string())
+        .filter(workflow::Column::UserId.eq(user_id))
+        .one(db)
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound(format!("workflow {id} of user {user_id}")))
+}
+
+/// A workflow id made from an idempotency key (like a step's key): the same key always
+/// gives the same id, shaped like the ids `create` gives (lowercase, letter first).
+pub fn id_from_key(key: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(key.as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("w{}", &hex[..24])
 }
 
 /// `test/hello.world`: a user asked for the slow work on a new workflow. The event

@@ -6,8 +6,13 @@
 //! 2. The real `nodebase` server is killed during hello-world's durable sleeps and
 //!    started again: the run completes and exactly one `workflow-from-inngest` appears.
 //!
+//! 3. A run whose step kills its worker process every time fails once it has been
+//!    claimed more than `max_stalled_claims` times without recording progress, instead
+//!    of taking every new worker down with it.
+//!
 //! This file is its own test binary (`harness = false`): run with
-//! `NODEBASE_CRASH_CHILD=<database url>` it acts as the worker process to be killed.
+//! `NODEBASE_CRASH_CHILD=<database url>` it acts as the worker process to be killed,
+//! and with `NODEBASE_ABORT_CHILD=<database url>` as the worker that kills itself.
 mod common;
 
 use std::io::{BufRead, BufReader};
@@ -24,6 +29,7 @@ use sea_orm::{
 use serde_json::json;
 
 const CHILD_ENV: &str = "NODEBASE_CRASH_CHILD";
+const ABORT_CHILD_ENV: &str = "NODEBASE_ABORT_CHILD";
 const IN_STEP_TWO: &str = "in step two";
 
 fn config() -> EngineConfig {
@@ -87,9 +93,47 @@ async fn child(url: String) {
     std::future::pending::<()>().await;
 }
 
+/// A function whose only step aborts the process that runs it.
+fn suicidal() -> Function {
+    Function::new("suicidal", |ctx| async move {
+        ctx.step
+            .run("abort", || async {
+                std::process::abort();
+                #[allow(unreachable_code)]
+                Ok(())
+            })
+            .await?;
+        Ok(json!("unreachable"))
+    })
+    .trigger("test/suicidal")
+}
+
+fn abort_config() -> EngineConfig {
+    EngineConfig {
+        lease: Duration::from_millis(300),
+        heartbeat: Duration::from_millis(100),
+        ..config()
+    }
+}
+
+async fn abort_child(url: String) {
+    let db = nodebase::db::connect(&url).await.expect("child connects");
+    let engine = Engine::builder(db)
+        .function(suicidal())
+        .config(abort_config())
+        .build()
+        .expect("child engine");
+    let _workers = engine.start();
+    std::future::pending::<()>().await;
+}
+
 fn spawn_child(url: &str) -> Child {
+    spawn_as(CHILD_ENV, url)
+}
+
+fn spawn_as(role: &str, url: &str) -> Child {
     Command::new(std::env::current_exe().expect("own path"))
-        .env(CHILD_ENV, url)
+        .env(role, url)
         .stdout(Stdio::piped())
         .spawn()
         .expect("spawn worker process")
@@ -305,12 +349,81 @@ async fn server_killed_during_hello_world_sleeps() {
     println!("ok: the server was killed during hello-world's sleeps; after a restart the run completed once");
 }
 
+async fn a_run_that_kills_every_worker_fails_after_too_many_claims() {
+    let t = common::test_db().await;
+    let engine = Engine::builder(t.db.clone())
+        .function(suicidal())
+        .config(abort_config())
+        .build()
+        .unwrap();
+    let receipt = engine
+        .send(&t.db, NewEvent::new("test/suicidal", json!({})))
+        .await
+        .unwrap();
+    let run_id = receipt.run_ids[0].clone();
+    let status = || async {
+        run::Entity::find_by_id(run_id.clone())
+            .one(&t.db)
+            .await
+            .unwrap()
+            .expect("run exists")
+    };
+    let limit = abort_config().max_stalled_claims as usize;
+    let mut workers_started = 0;
+    while status().await.status != RunStatus::Failed {
+        assert!(
+            workers_started <= limit + 1,
+            "still not failed after {workers_started} workers: {:?}",
+            status().await
+        );
+        // Each worker claims the run once its lease lapses, and dies in its step.
+        let mut worker = spawn_as(ABORT_CHILD_ENV, &t.url);
+        workers_started += 1;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if worker.try_wait().unwrap().is_some() {
+                break;
+            }
+            if status().await.status == RunStatus::Failed {
+                worker.kill().ok();
+                worker.wait().ok();
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "worker neither died nor failed the run"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let run = status().await;
+    let error = run.error.unwrap_or_default();
+    assert!(
+        error.contains(&format!(
+            "claimed {} times without recording any progress",
+            limit + 1
+        )),
+        "{error}"
+    );
+    assert_eq!(
+        workers_started,
+        limit + 1,
+        "the last worker failed it instead of dying"
+    );
+    println!("ok: a run that killed {limit} workers was failed by the next one");
+}
+
 fn main() {
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     if let Ok(url) = std::env::var(CHILD_ENV) {
         runtime.block_on(child(url));
         return;
     }
+    if let Ok(url) = std::env::var(ABORT_CHILD_ENV) {
+        runtime.block_on(abort_child(url));
+        return;
+    }
     runtime.block_on(killed_mid_step_then_finished_by_a_new_worker());
     runtime.block_on(server_killed_during_hello_world_sleeps());
+    runtime.block_on(a_run_that_kills_every_worker_fails_after_too_many_claims());
 }

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use common::{fast, refuse_steps_named, run_row, steps_of, test_db, wait_for, wait_for_all};
 use nodebase::engine::entities::{event, run, step};
 use nodebase::engine::{
-    Engine, EngineConfig, EngineError, FnError, Function, ManualClock, NewEvent, RunStatus,
+    Clock, Engine, EngineConfig, EngineError, FnError, Function, ManualClock, NewEvent, RunStatus,
+    SystemClock,
 };
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, PaginatorTrait,
@@ -615,12 +616,15 @@ async fn a_run_whose_lease_lapsed_is_finished_by_another_worker() {
         })
         .trigger("test/hang")
     };
-    // The first worker's heartbeat never comes in time, so its lease lapses.
+    // The first worker stopped answering: its clock stands still, so its heartbeats
+    // never move its lease past the first 300 ms, and the lease lapses for the others.
+    let frozen = Arc::new(ManualClock::new(SystemClock.now_ms()));
     let hung = Engine::builder(t.db.clone())
         .function(make("hung", true))
+        .clock(frozen)
         .config(EngineConfig {
             lease: Duration::from_millis(300),
-            heartbeat: Duration::from_secs(3600),
+            heartbeat: Duration::from_millis(100),
             ..fast()
         })
         .build()
@@ -636,6 +640,7 @@ async fn a_run_whose_lease_lapsed_is_finished_by_another_worker() {
         .function(make("healthy", false))
         .config(EngineConfig {
             lease: Duration::from_millis(300),
+            heartbeat: Duration::from_millis(100),
             ..fast()
         })
         .build()
@@ -891,11 +896,12 @@ async fn a_run_never_completes_without_the_record_of_a_step_the_database_refused
     wait_for(&mut updates, run_id, RunStatus::Running).await;
 
     // The step ran, its record was refused until the engine gave up on it, and the
-    // run was handed back once its lease lapsed — it did not complete without it.
+    // run was handed back with the reason — it did not complete without it.
     wait_for(&mut updates, run_id, RunStatus::Queued).await;
     assert!(calls.load(Ordering::SeqCst) >= 1);
     let run = run_row(&t.db, run_id).await;
     assert_ne!(run.status.as_str(), "completed", "{run:?}");
+    assert!(run.error.unwrap_or_default().contains("refused"));
     assert!(steps_of(&t.db, run_id).await.is_empty());
 
     // Once the database accepts it again, the run completes with its step.

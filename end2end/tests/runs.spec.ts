@@ -41,8 +41,9 @@ test('the runs list follows a hello-world run live, and its page shows the four 
   expect(errors).toEqual([]);
 });
 
-test('a sleeping run can be cancelled from its page', async ({ page }) => {
-  await signUp(page, newEmail('cancel'));
+test('a sleeping run can be cancelled from its page, which says who cancelled it', async ({ page }) => {
+  const email = newEmail('cancel');
+  await signUp(page, email);
   await createWorkflow(page);
   await page.goto('/runs');
   await page.locator('tr.run-row').first().getByRole('link').click();
@@ -53,6 +54,9 @@ test('a sleeping run can be cancelled from its page', async ({ page }) => {
   await page.getByRole('button', { name: 'Cancel run' }).click();
   await expect(page.locator('.run-header .status')).toHaveAttribute('data-status', 'cancelled');
   await expect(page.getByRole('button', { name: 'Re-run' })).toBeVisible();
+  await expect(page.locator('.cancelled-by')).toContainText(`by ${email} at `);
+  // The step it was sleeping in ended with the run.
+  await expect(page.locator('li.step[data-status="sleeping"]')).toHaveCount(0);
   // It stays cancelled: the background step never creates the workflow.
   await page.waitForTimeout(3_500);
   await page.goto('/');

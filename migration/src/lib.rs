@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261125_000001_auth_and_workflows;
 mod m20261125_000002_engine;
 mod m20261125_000003_retention;
+mod m20261201_000004_claim_fence;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000001_auth_and_workflows::Migration),
             Box::new(m20261125_000002_engine::Migration),
             Box::new(m20261125_000003_retention::Migration),
+            Box::new(m20261201_000004_claim_fence::Migration),
         ]
     }
 }

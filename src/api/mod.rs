@@ -32,7 +32,7 @@ mod ssr {
             EngineError::InvalidEvent(m) | EngineError::InvalidFunction(m) => {
                 AppError::InvalidInput(m)
             }
-            EngineError::Database(m) => {
+            EngineError::InvalidConfig(m) | EngineError::Database(m) => {
                 tracing::error!(error = %m, "engine database error");
                 AppError::Server("database error".into())
             }

@@ -61,6 +61,8 @@ pub struct RunDetail {
     /// Pretty JSON.
     pub output: Option<String>,
     pub error: Option<String>,
+    /// Who cancelled the run, if it was cancelled by someone who said.
+    pub cancelled_by: Option<String>,
     pub steps: Vec<StepView>,
     /// The server's clock when this was read (Unix ms), to draw running bars.
     pub now: i64,
@@ -95,7 +97,7 @@ pub async fn cancel_run(id: String) -> Result<(), AppError> {
     ssr::run_detail(&state, &user.id, &id).await?;
     let cancelled = state
         .engine
-        .cancel(&id)
+        .cancel_by(&id, Some(&user.email))
         .await
         .map_err(super::engine_error)?;
     if !cancelled {
@@ -217,11 +219,13 @@ mod ssr {
             .ok_or(AppError::NotFound)?;
         let output = listing.run.output.as_deref().map(pretty);
         let error = listing.run.error.clone();
+        let cancelled_by = listing.run.cancelled_by.clone();
         Ok(RunDetail {
             run: row(listing),
             event: event_view(event),
             output,
             error,
+            cancelled_by,
             steps: steps.into_iter().map(step_view).collect(),
             now: crate::db::now_ms(),
         })

@@ -3,17 +3,17 @@
 //! Executing runs hand it step results and state moves; it commits whatever has piled
 //! up in one transaction, then tells each run whether it still owned itself (a run that
 //! was cancelled, or whose lease lapsed, must stop) and publishes the moves.
-use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use sea_orm::DbErr;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::notifier::{publish, Relay};
-use super::progress::Write;
+use super::progress::{Owned, Write};
 use super::runtime::Runtime;
 use super::store;
 
@@ -100,8 +100,9 @@ async fn lane(rt: Arc<Runtime>, mut rx: mpsc::UnboundedReceiver<Write>) {
     }
 }
 
-/// Commits one batch, retrying a failing database a few times before giving up; runs
-/// whose writes are given up stop, and are rescued once their lease lapses.
+/// Commits one batch, retrying a failing database a few times; if it still fails, each
+/// run's writes are committed on their own, so that a write the database refuses costs
+/// only its own run (see [`give_up`]).
 async fn flush(rt: &Arc<Runtime>, writes: Vec<Write>) {
     // An invocation whose earlier write was given up must not record anything after it.
     let (writes, dropped): (Vec<Write>, Vec<Write>) = writes
@@ -111,41 +112,89 @@ async fn flush(rt: &Arc<Runtime>, writes: Vec<Write>) {
     if writes.is_empty() {
         return;
     }
-    let mut delay = Duration::from_millis(50);
-    let mut owned: Option<HashSet<String>> = None;
-    for attempt in 1..=5 {
-        match store::complete::commit(rt, &writes).await {
-            Ok(set) => {
-                owned = Some(set);
-                break;
-            }
-            Err(err) => {
-                tracing::warn!(attempt, error = %err, "could not record run progress");
-                tokio::time::sleep(delay).await;
-                delay *= 2;
-            }
+    let all: Vec<&Write> = writes.iter().collect();
+    let owned = match commit(rt, &all, 5).await {
+        Ok(owned) => owned,
+        Err(err) if all.iter().all(|w| w.run.run_id == all[0].run.run_id) => {
+            give_up(rt, &all, &err).await;
+            Owned::default()
         }
-    }
-    if owned.is_none() {
-        for write in &writes {
-            write.lost.store(true, Ordering::Relaxed);
-        }
-    }
-    let owned = owned.unwrap_or_default();
+        Err(_) => isolate(rt, &all).await,
+    };
     let updates: Vec<_> = writes
         .iter()
-        .filter(|w| owned.contains(&w.run.run_id))
+        .filter(|w| owned.has(w))
         .filter_map(Write::update)
         .collect();
     let parked = updates.iter().any(|u| u.status.is_due_state());
     publish(rt, updates, Relay::Done).await;
     for write in writes {
+        let ours = owned.has(&write);
         if let Some(ack) = write.ack {
-            let _ = ack.send(owned.contains(&write.run.run_id));
+            let _ = ack.send(ours);
         }
     }
     if parked {
         // The dispatcher may need to move its timer earlier.
         rt.wake.notify_one();
+    }
+}
+
+/// Commits `writes`, trying up to `attempts` times with a growing pause.
+async fn commit(rt: &Runtime, writes: &[&Write], attempts: u32) -> Result<Owned, DbErr> {
+    let mut delay = Duration::from_millis(50);
+    let mut attempt = 1;
+    loop {
+        match store::complete::commit(rt, writes).await {
+            Ok(owned) => return Ok(owned),
+            Err(err) if attempt >= attempts => return Err(err),
+            Err(err) => {
+                tracing::warn!(attempt, error = %err, "could not record run progress");
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+                attempt += 1;
+            }
+        }
+    }
+}
+
+/// Commits each run's writes apart (in their order); returns the runs that were ours.
+async fn isolate(rt: &Arc<Runtime>, writes: &[&Write]) -> Owned {
+    let mut runs: Vec<&str> = writes.iter().map(|w| w.run.run_id.as_str()).collect();
+    runs.sort_unstable();
+    runs.dedup();
+    let mut owned = Owned::default();
+    for run_id in runs {
+        let group: Vec<&Write> = writes
+            .iter()
+            .copied()
+            .filter(|w| w.run.run_id == run_id)
+            .collect();
+        match commit(rt, &group, 2).await {
+            Ok(ours) => owned.0.extend(ours.0),
+            Err(err) => give_up(rt, &group, &err).await,
+        }
+    }
+    owned
+}
+
+/// The database refuses a run's progress: its writes are lost (the run's task stops at
+/// its next step), and the run goes back to the queue after a backoff with the
+/// database's reason as its error — or, if even that fails (the database is down),
+/// stays with its lease until the rescuer re-queues it.
+async fn give_up(rt: &Arc<Runtime>, group: &[&Write], err: &DbErr) {
+    for write in group {
+        write.lost.store(true, Ordering::Relaxed);
+    }
+    let run = &group[0].run;
+    tracing::warn!(run = %run.run_id, error = %err, "the database refused a run's progress");
+    let reason = format!("the database refused this run's progress: {err}");
+    let due_at =
+        rt.clock.now_ms() + rt.config.backoff.delay(run.claim.max(1) as u32).as_millis() as i64;
+    match store::control::hand_back(rt, run, due_at, &reason, true).await {
+        Ok(updates) => publish(rt, updates, Relay::Now(&rt.db)).await,
+        Err(err) => {
+            tracing::warn!(error = %err, "could not hand the run back; its lease will lapse")
+        }
     }
 }

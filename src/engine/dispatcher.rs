@@ -7,7 +7,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 
 use super::completer::{self, Completer};
-use super::executor::{execute, InFlight};
+use super::executor::execute;
 use super::function::Registry;
 use super::maintenance;
 use super::notifier::{self, publish, Relay};
@@ -40,13 +40,8 @@ impl Workers {
 pub(crate) fn start(rt: Arc<Runtime>, registry: Arc<Registry>) -> Workers {
     let (stop, stopped) = watch::channel(false);
     let (completer, completer_task) = completer::start(rt.clone());
-    let in_flight = InFlight::default();
     let mut housekeeping = vec![
-        tokio::spawn(maintenance::heartbeat(
-            rt.clone(),
-            in_flight.clone(),
-            stopped.clone(),
-        )),
+        tokio::spawn(maintenance::heartbeat(rt.clone(), stopped.clone())),
         tokio::spawn(maintenance::rescuer(rt.clone(), stopped.clone())),
     ];
     housekeeping.extend(notifier::start(rt.clone(), stopped.clone()));
@@ -57,7 +52,7 @@ pub(crate) fn start(rt: Arc<Runtime>, registry: Arc<Registry>) -> Workers {
             stopped.clone(),
         )));
     }
-    let dispatcher = tokio::spawn(dispatch(rt, registry, completer, in_flight, stopped));
+    let dispatcher = tokio::spawn(dispatch(rt, registry, completer, stopped));
     Workers {
         stop,
         dispatcher,
@@ -70,7 +65,6 @@ async fn dispatch(
     rt: Arc<Runtime>,
     registry: Arc<Registry>,
     completer: Completer,
-    in_flight: InFlight,
     mut stopped: watch::Receiver<bool>,
 ) {
     let slots = Arc::new(Semaphore::new(rt.config.workers.max(1)));
@@ -84,11 +78,7 @@ async fn dispatch(
         let free = slots.available_permits().min(rt.config.batch);
         let mut claimed_all = false;
         if free > 0 {
-            match claim_and_spawn(
-                &rt, &registry, &completer, &in_flight, &slots, &mut tasks, free,
-            )
-            .await
-            {
+            match claim_and_spawn(&rt, &registry, &completer, &slots, &mut tasks, free).await {
                 Ok(claimed) => claimed_all = claimed == free,
                 Err(err) => {
                     tracing::warn!(error = %err, "claiming runs failed");
@@ -139,7 +129,7 @@ async fn dispatch(
     if grace.is_err() {
         tasks.shutdown().await;
     }
-    let unfinished: Vec<String> = in_flight.lock().drain().collect();
+    let unfinished = rt.in_flight.drain();
     match store::control::release(&rt, unfinished).await {
         Ok(updates) => publish(&rt, updates, Relay::Now(&rt.db)).await,
         Err(err) => {
@@ -153,7 +143,6 @@ async fn claim_and_spawn(
     rt: &Arc<Runtime>,
     registry: &Arc<Registry>,
     completer: &Completer,
-    in_flight: &InFlight,
     slots: &Arc<Semaphore>,
     tasks: &mut JoinSet<()>,
     limit: usize,
@@ -163,9 +152,6 @@ async fn claim_and_spawn(
         return Ok(0);
     }
     let claimed = runs.len();
-    in_flight
-        .lock()
-        .extend(runs.iter().map(|(r, _)| r.id.clone()));
     // A run claimed before has saved steps to replay; a first claim has none.
     let resumed: Vec<String> = runs
         .iter()
@@ -177,7 +163,6 @@ async fn claim_and_spawn(
         Err(err) => {
             // Hand the runs straight back rather than sit on them until the lease lapses.
             let ids: Vec<String> = runs.iter().map(|(r, _)| r.id.clone()).collect();
-            in_flight.lock().retain(|id| !ids.contains(id));
             let _ = store::control::release(rt, ids).await;
             return Err(err);
         }
@@ -193,14 +178,25 @@ async fn claim_and_spawn(
             break; // cannot happen: we claimed no more than the free slots
         };
         let saved = steps.remove(&run.id).unwrap_or_default();
+        let flight = rt.in_flight.enter(&run.id, run.claims);
         let rt = rt.clone();
         let registry = registry.clone();
         let completer = completer.clone();
-        let in_flight = in_flight.clone();
         tasks.spawn(async move {
-            let run_id = run.id.clone();
-            execute(rt, &registry, completer, run, event, saved).await;
-            in_flight.lock().remove(&run_id);
+            let (run_id, claim) = (run.id.clone(), run.claims);
+            let mut cancelled = flight.cancelled.subscribe();
+            let execution = async {
+                // An earlier task of this run in this process (it lost its lease while
+                // alive) finishes first; its writes no longer count.
+                let _turn = flight.gate.lock().await;
+                execute(rt.clone(), &registry, completer, run, event, saved).await;
+            };
+            tokio::select! {
+                _ = execution => {}
+                // Cancelled (here or in another process): stop now, mid-step.
+                _ = cancelled.wait_for(|cancelled| *cancelled) => {}
+            }
+            rt.in_flight.leave(&run_id, claim);
             drop(permit);
         });
     }

@@ -14,6 +14,7 @@ pub mod event {
         /// The payload, as JSON text.
         pub data: String,
         pub user_id: Option<String>,
+        /// `<length of user id>:<user id>:<key>`: keys are per user.
         pub idempotency_key: Option<String>,
         pub ts: i64,
     }
@@ -52,8 +53,12 @@ pub mod run {
         pub due_at: i64,
         pub locked_by: Option<String>,
         pub lease_until: Option<i64>,
-        /// How many times a worker has claimed the run.
+        /// How many times a worker has claimed the run; a claim's number fences its
+        /// writes (see `progress::RunRef::claim`).
         pub claims: i32,
+        /// Claims since the run last recorded progress (reset by every recorded step
+        /// or move); too many fail the run (`EngineConfig::max_stalled_claims`).
+        pub stalled_claims: i32,
         /// Failed attempts of the handler outside any step.
         pub attempts: i32,
         /// The handler's return value, as JSON text.
@@ -61,6 +66,8 @@ pub mod run {
         pub error: Option<String>,
         /// The run this one re-ran, if any.
         pub rerun_of: Option<String>,
+        /// Who cancelled it, if it was cancelled and the canceller said.
+        pub cancelled_by: Option<String>,
         pub created_at: i64,
         pub started_at: Option<i64>,
         pub ended_at: Option<i64>,

@@ -10,6 +10,9 @@ pub enum EngineError {
     /// A function definition is unusable.
     #[error("invalid function: {0}")]
     InvalidFunction(String),
+    /// The engine's settings are unusable.
+    #[error("invalid engine settings: {0}")]
+    InvalidConfig(String),
     /// The database failed; the message says which operation.
     #[error("database error: {0}")]
     Database(String),
@@ -90,4 +93,10 @@ impl From<&str> for FnError {
     fn from(message: &str) -> Self {
         FnError::Failed(message.to_string())
     }
+}
+
+/// `text` as every database can store it: NUL, which PostgreSQL refuses in text,
+/// becomes U+FFFD.
+pub(crate) fn storable(text: &str) -> String {
+    text.replace('\0', "\u{FFFD}")
 }

@@ -1,45 +1,34 @@
 //! Running one invocation of a claimed run: call the handler (a replay from the top)
-//! and hand how it ended to the completer.
-use std::collections::HashSet;
+//! and hand how it ended to the completer. A run that cannot or must not run — its
+//! event is unreadable, its function unknown here, its worker kept crashing, its time
+//! is up — ends here too, alone, with the reason.
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+use std::time::Duration;
 
 use futures::FutureExt;
 
 use super::completer::Completer;
 use super::entities::{run, step};
-use super::error::FnError;
+use super::error::{storable, FnError};
 use super::event::Event;
 use super::function::{Ctx, Registry};
+use super::notifier::{publish, Relay};
 use super::progress::{RunRef, Transition, Write};
 use super::retry::{decide, Decision};
 use super::runtime::Runtime;
 use super::step::Step;
+use super::store;
 
-/// The ids of the runs this process is executing.
-#[derive(Clone, Default)]
-pub(crate) struct InFlight(Arc<Mutex<HashSet<String>>>);
-
-impl InFlight {
-    /// The set, even if a panicking task poisoned its lock (its data stays valid).
-    pub(crate) fn lock(&self) -> MutexGuard<'_, HashSet<String>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// The ids now in flight.
-    pub(crate) fn ids(&self) -> Vec<String> {
-        self.lock().iter().cloned().collect()
-    }
-}
-
-/// Calls the run's handler once and records how it ended.
+/// Calls the run's handler once and records how it ended. `event` is the run's event,
+/// or why it cannot be had.
 pub(crate) async fn execute(
     rt: Arc<Runtime>,
     registry: &Registry,
     completer: Completer,
     run: run::Model,
-    event: Option<Event>,
+    event: Result<Event, String>,
     saved: Vec<step::Model>,
 ) {
     let lost = Arc::new(AtomicBool::new(false));
@@ -51,19 +40,64 @@ pub(crate) async fn execute(
         ack: None,
         lost: lost.clone(),
     };
-    let (Some(function), Some(event)) = (registry.get(&run.function_id), event) else {
-        let error = format!(
-            "no function {:?} is registered in this process, or its event is gone",
-            run.function_id
-        );
-        completer
-            .commit(write(Transition::Failed {
-                error,
-                attempts: None,
-            }))
-            .await;
+    let fail = |error: String| {
+        write(Transition::Failed {
+            error: storable(&error),
+            attempts: None,
+        })
+    };
+    let now = rt.clock.now_ms();
+    let Some(function) = registry.get(&run.function_id) else {
+        unknown_function(&rt, &run, &run_ref, &completer, fail).await;
         return;
     };
+    let event = match event {
+        Ok(event) => event,
+        Err(reason) => {
+            completer.commit(fail(reason)).await;
+            return;
+        }
+    };
+    if run.stalled_claims > rt.config.max_stalled_claims as i32 {
+        let last = run
+            .error
+            .as_deref()
+            .map(|e| format!("; the last error was: {e}"))
+            .unwrap_or_default();
+        let error = format!(
+            "claimed {} times without recording any progress: its worker crashed, hung \
+             past its lease or had its writes refused each time{last}",
+            run.stalled_claims
+        );
+        completer.commit(fail(error)).await;
+        return;
+    }
+    let limits = function.time_limits();
+    let started_at = run.started_at.unwrap_or(now);
+    if let Some(limit) = limits.start {
+        let waited = started_at - run.created_at;
+        if waited > millis(limit) {
+            let error = format!(
+                "did not start within {}: it waited {} ms",
+                seconds(limit),
+                waited
+            );
+            completer.commit(fail(error)).await;
+            return;
+        }
+    }
+    // The time left before the run must have finished, if it has a limit.
+    let left = limits
+        .finish
+        .map(|limit| started_at.saturating_add(millis(limit)) - now);
+    if let Some(left) = left.filter(|left| *left <= 0) {
+        let over = -left;
+        let limit = limits.finish.map(seconds).unwrap_or_default();
+        let error = format!("did not finish within {limit} (over by {over} ms)");
+        completer.commit(fail(error)).await;
+        return;
+    }
+
     let retries = function.retry_limit();
     let ctx = Ctx {
         event,
@@ -72,12 +106,29 @@ pub(crate) async fn execute(
             completer.clone(),
             run_ref.clone(),
             retries,
+            limits.step,
             saved,
             lost.clone(),
         ),
         run_id: run.id.clone(),
     };
-    let outcome = AssertUnwindSafe(function.call(ctx)).catch_unwind().await;
+    let handler = AssertUnwindSafe(function.call(ctx)).catch_unwind();
+    let outcome = match left {
+        None => handler.await,
+        Some(left) => {
+            let left = Duration::from_millis(left as u64);
+            match tokio::time::timeout(left, handler).await {
+                Ok(outcome) => outcome,
+                Err(_) => {
+                    let limit = limits.finish.map(seconds).unwrap_or_default();
+                    completer
+                        .commit(fail(format!("did not finish within {limit}")))
+                        .await;
+                    return;
+                }
+            }
+        }
+    };
     let failure = match outcome {
         Ok(Ok(output)) => {
             let output = serde_json::to_string(&output).unwrap_or_else(|_| "null".into());
@@ -100,20 +151,63 @@ pub(crate) async fn execute(
     // The handler failed outside any step: the whole invocation is retried.
     let attempts = run.attempts + 1;
     let now = rt.clock.now_ms();
+    let message = storable(failure.message());
     let transition = match decide(&failure, attempts as u32, retries, now, &rt.config.backoff) {
         Decision::NonRetriable => Transition::Failed {
-            error: failure.message().to_string(),
+            error: message,
             attempts: Some(attempts),
         },
         Decision::Spent => Transition::Failed {
-            error: format!("failed after {attempts} attempts: {failure}"),
+            error: storable(&format!("failed after {attempts} attempts: {failure}")),
             attempts: Some(attempts),
         },
         Decision::RetryAt(due_at) => Transition::Queued {
             due_at,
             attempts: Some(attempts),
-            error: Some(failure.message().to_string()),
+            error: Some(message),
         },
     };
     completer.commit(write(transition)).await;
+}
+
+/// A run of a function this process does not have: during a rolling deploy another
+/// process may have it, so the run goes back to the queue for a while (its claim not
+/// counted as a stall); after the grace period it fails with the reason.
+async fn unknown_function(
+    rt: &Arc<Runtime>,
+    run: &run::Model,
+    run_ref: &RunRef,
+    completer: &Completer,
+    fail: impl Fn(String) -> Write,
+) {
+    let now = rt.clock.now_ms();
+    let grace = rt.config.unknown_function_grace;
+    if now - run.created_at >= millis(grace) {
+        let error = format!(
+            "no process that claimed it within {} has a function {:?}",
+            seconds(grace),
+            run.function_id
+        );
+        completer.commit(fail(error)).await;
+        return;
+    }
+    let reason = format!(
+        "waiting for a process that has the function {:?}",
+        run.function_id
+    );
+    let due_at = now + millis(rt.config.poll);
+    match store::control::hand_back(rt, run_ref, due_at, &reason, false).await {
+        Ok(updates) => publish(rt, updates, Relay::Now(&rt.db)).await,
+        Err(err) => {
+            tracing::warn!(error = %err, "could not hand back a run of an unknown function")
+        }
+    }
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn seconds(d: Duration) -> String {
+    format!("{} s", d.as_secs_f64())
 }

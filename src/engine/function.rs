@@ -2,6 +2,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use serde_json::Value;
@@ -24,12 +25,24 @@ pub struct Ctx {
     pub run_id: String,
 }
 
+/// How long a function's runs and steps may take; `None` is no limit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Timeouts {
+    /// One attempt of one `step.run`; a slower attempt fails and is retried.
+    pub step: Option<Duration>,
+    /// From the event to the run's first start; a run that waited longer fails.
+    pub start: Option<Duration>,
+    /// From the run's first start to its end, sleeps included; then it fails.
+    pub finish: Option<Duration>,
+}
+
 /// A durable function: an id, the events that trigger it, its retries, its handler.
 #[derive(Clone)]
 pub struct Function {
     id: String,
     triggers: Vec<String>,
     retries: u32,
+    timeouts: Timeouts,
     handler: Handler,
 }
 
@@ -44,13 +57,24 @@ impl Function {
             id: id.into(),
             triggers: Vec::new(),
             retries: DEFAULT_RETRIES,
+            timeouts: Timeouts::default(),
             handler: Arc::new(move |ctx| Box::pin(handler(ctx))),
         }
     }
 
-    /// Runs the function for each event named `event_name`.
+    /// Runs the function for each event named `event_name` (once, however often the
+    /// same name is given).
     pub fn trigger(mut self, event_name: impl Into<String>) -> Self {
-        self.triggers.push(event_name.into());
+        let name = event_name.into();
+        if !self.triggers.contains(&name) {
+            self.triggers.push(name);
+        }
+        self
+    }
+
+    /// Limits how long its steps and runs may take (see [`Timeouts`]).
+    pub fn timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.timeouts = timeouts;
         self
     }
 
@@ -74,6 +98,11 @@ impl Function {
     /// Its retries.
     pub fn retry_limit(&self) -> u32 {
         self.retries
+    }
+
+    /// Its time limits.
+    pub fn time_limits(&self) -> Timeouts {
+        self.timeouts
     }
 
     pub(crate) fn call(&self, ctx: Ctx) -> BoxFuture<'static, Result<Value, FnError>> {

@@ -5,23 +5,18 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::executor::InFlight;
 use super::notifier::{publish, Relay};
 use super::runtime::Runtime;
 use super::store;
 
 /// Renews the leases of the runs in flight, a few times per lease.
-pub(crate) async fn heartbeat(
-    rt: Arc<Runtime>,
-    in_flight: InFlight,
-    mut stopped: watch::Receiver<bool>,
-) {
+pub(crate) async fn heartbeat(rt: Arc<Runtime>, mut stopped: watch::Receiver<bool>) {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(rt.config.heartbeat) => {}
             _ = stopped.changed() => return,
         }
-        if let Err(err) = store::claim::heartbeat(&rt, in_flight.ids()).await {
+        if let Err(err) = store::claim::heartbeat(&rt, rt.in_flight.ids()).await {
             tracing::warn!(error = %err, "lease heartbeat failed");
         }
     }

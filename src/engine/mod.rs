@@ -7,10 +7,12 @@
 //! resumes, the handler starts again from the top and finished steps return their saved
 //! output without running again.
 //!
-//! **Guarantee.** A step's result is recorded exactly once. Its closure runs at least
-//! once: it runs again only if the process dies (or loses the run's lease) between
-//! running the closure and recording its result. Make step effects idempotent where a
-//! repeat would hurt.
+//! **Guarantee.** Every write of a run's progress is fenced by the claim it was made
+//! under: a task whose claim is gone records nothing more and stops at its next step.
+//! A step's result, once recorded and used by a later step, never changes. Its closure
+//! runs at least once: again only if its result was not recorded (the process died or
+//! the claim was lost first, the database refused the record). Give outside effects
+//! the step's key (`Step::run_keyed`) as an idempotency key.
 //!
 //! This module knows nothing of the web app or of workflows.
 //!
@@ -36,7 +38,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use dispatcher::Workers;
 pub use error::{EngineError, FnError};
 pub use event::{Event, NewEvent, SendReceipt};
-pub use function::{Ctx, Function};
+pub use function::{Ctx, Function, Timeouts};
 pub use progress::RunUpdate;
 pub use retry::Backoff;
 pub use runtime::EngineConfig;
@@ -87,8 +89,15 @@ impl EngineBuilder {
         self
     }
 
-    /// Checks the registry (unique function ids) and builds the engine.
+    /// Checks the registry (unique function ids) and the settings, and builds the
+    /// engine.
     pub fn build(self) -> Result<Engine, EngineError> {
+        if self.config.heartbeat >= self.config.lease {
+            return Err(EngineError::InvalidConfig(format!(
+                "the heartbeat ({:?}) must be shorter than the lease ({:?}), or leases lapse between renewals",
+                self.config.heartbeat, self.config.lease
+            )));
+        }
         Ok(Engine {
             rt: Arc::new(Runtime::new(self.db, self.config, self.clock)),
             registry: Arc::new(Registry::new(self.functions)?),
@@ -170,12 +179,21 @@ impl Engine {
         Ok(new_id)
     }
 
-    /// Cancels a run that has not finished. A running run stops at its next step
-    /// boundary. Returns whether the run was cancelled (false if it had finished).
+    /// Cancels a run that has not finished. A running run stops at once, in whichever
+    /// process runs it (its step is interrupted and its worker slot freed). Returns
+    /// whether the run was cancelled (false if it had finished).
     pub async fn cancel(&self, run_id: &str) -> Result<bool, EngineError> {
+        self.cancel_by(run_id, None).await
+    }
+
+    /// Like [`Engine::cancel`], recording who cancelled it (`by`, shown on its page).
+    pub async fn cancel_by(&self, run_id: &str, by: Option<&str>) -> Result<bool, EngineError> {
         let now = self.rt.clock.now_ms();
-        let cancelled = store::control::cancel(&self.rt.db, run_id, now).await?;
+        let cancelled = store::control::cancel(&self.rt.db, run_id, by, now).await?;
         let was_live = cancelled.is_some();
+        if was_live {
+            self.rt.in_flight.cancel(run_id);
+        }
         publish(
             &self.rt,
             cancelled.into_iter().collect(),

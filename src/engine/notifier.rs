@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 use super::progress::RunUpdate;
 use super::runtime::Runtime;
 use super::store::notify::{self, Wire, RUNS, WAKE};
+use crate::domain::RunStatus;
 
 /// How other processes hear of updates being published.
 pub(crate) enum Relay<'a> {
@@ -124,6 +125,10 @@ fn handle(rt: &Runtime, channel: &str, payload: &str) {
     for update in wire.runs.into_iter().map(RunUpdate::from) {
         if update.status.is_due_state() {
             rt.wake.notify_one();
+        }
+        if update.status == RunStatus::Cancelled {
+            // Cancelled through another process: stop it here if it runs here.
+            rt.in_flight.cancel(&update.run_id);
         }
         // Another process published it; here it only reaches our subscribers.
         let _ = rt.updates.send(update);

@@ -1,5 +1,6 @@
 //! What executing runs report: step records and state moves on their way to the
 //! database, and the status changes the engine publishes once they are committed.
+use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
@@ -50,12 +51,15 @@ impl Transition {
     }
 }
 
-/// Which run a write is about, as its updates name it.
+/// Which run a write is about, as its updates name it, and the claim it was made
+/// under: the fencing token that every write of the run's progress must match.
 #[derive(Clone, Debug)]
 pub(crate) struct RunRef {
     pub run_id: String,
     pub function_id: String,
     pub user_id: Option<String>,
+    /// The run's `claims` count when this worker claimed it.
+    pub claim: i32,
 }
 
 impl RunRef {
@@ -65,6 +69,7 @@ impl RunRef {
             run_id: run.id.clone(),
             function_id: run.function_id.clone(),
             user_id: run.user_id.clone(),
+            claim: run.claims,
         }
     }
 
@@ -97,5 +102,17 @@ impl Write {
         self.transition
             .as_ref()
             .map(|t| self.run.update(t.status()))
+    }
+}
+
+/// The runs a group commit found still ours: run id -> the claim that holds it now.
+/// A write counts only if it was made under that claim.
+#[derive(Debug, Default)]
+pub(crate) struct Owned(pub HashMap<String, i32>);
+
+impl Owned {
+    /// Whether `write`'s claim still holds its run.
+    pub(crate) fn has(&self, write: &Write) -> bool {
+        self.0.get(&write.run.run_id) == Some(&write.run.claim)
     }
 }

@@ -1,10 +1,11 @@
 //! The state every part of the engine shares: the database, the settings, the clock,
 //! and the in-process signals.
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use sea_orm::{DatabaseConnection, DbBackend};
-use tokio::sync::{broadcast, Notify};
+use tokio::sync::{broadcast, watch, Notify};
 
 use super::clock::Clock;
 use super::progress::RunUpdate;
@@ -34,6 +35,12 @@ pub struct EngineConfig {
     pub retention: Option<Duration>,
     /// How often the workers prune.
     pub prune_every: Duration,
+    /// A run claimed more often than this without its worker recording any progress
+    /// (each worker crashed, hung past its lease, or had its writes refused) fails.
+    pub max_stalled_claims: u32,
+    /// How long a run of a function no process here knows stays queued for a process
+    /// that knows it (a rolling deploy), before it fails.
+    pub unknown_function_grace: Duration,
 }
 
 impl Default for EngineConfig {
@@ -49,6 +56,8 @@ impl Default for EngineConfig {
             shutdown_grace: Duration::from_secs(10),
             retention: Some(Duration::from_secs(30 * 24 * 3600)),
             prune_every: Duration::from_secs(3600),
+            max_stalled_claims: 5,
+            unknown_function_grace: Duration::from_secs(600),
         }
     }
 }
@@ -70,6 +79,76 @@ pub(crate) struct Runtime {
     pub updates: broadcast::Sender<RunUpdate>,
     /// This process's name in `run.locked_by`.
     pub worker_id: String,
+    /// The runs this process is executing.
+    pub in_flight: InFlight,
+}
+
+/// The runs this process is executing, by id.
+#[derive(Default)]
+pub(crate) struct InFlight(Mutex<HashMap<String, Flight>>);
+
+/// One run in flight in this process.
+#[derive(Clone)]
+pub(crate) struct Flight {
+    /// The claim its newest task runs under.
+    pub claim: i32,
+    /// Held by the task executing the run: a later claim of the same run (the run was
+    /// rescued from this very process) waits for the earlier task to stop, so that one
+    /// process never runs two tasks of one run.
+    pub gate: Arc<tokio::sync::Mutex<()>>,
+    /// Turns true when the run is cancelled: its task stops at once.
+    pub cancelled: Arc<watch::Sender<bool>>,
+}
+
+impl InFlight {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Flight>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers claim `claim` of `run_id`; the task must hold the returned gate while
+    /// it executes.
+    pub(crate) fn enter(&self, run_id: &str, claim: i32) -> Flight {
+        let mut map = self.lock();
+        // A later claim shares the earlier task's gate and cancel signal.
+        let flight = match map.get(run_id) {
+            Some(earlier) => Flight {
+                claim,
+                ..earlier.clone()
+            },
+            None => Flight {
+                claim,
+                gate: Arc::default(),
+                cancelled: Arc::new(watch::channel(false).0),
+            },
+        };
+        map.insert(run_id.to_string(), flight.clone());
+        flight
+    }
+
+    /// Forgets claim `claim` of `run_id`, unless a later claim has replaced it.
+    pub(crate) fn leave(&self, run_id: &str, claim: i32) {
+        let mut map = self.lock();
+        if map.get(run_id).is_some_and(|f| f.claim == claim) {
+            map.remove(run_id);
+        }
+    }
+
+    /// Stops the task executing `run_id` here, if there is one.
+    pub(crate) fn cancel(&self, run_id: &str) {
+        if let Some(flight) = self.lock().get(run_id) {
+            flight.cancelled.send_replace(true);
+        }
+    }
+
+    /// The ids in flight.
+    pub(crate) fn ids(&self) -> Vec<String> {
+        self.lock().keys().cloned().collect()
+    }
+
+    /// Takes every id out (at shutdown).
+    pub(crate) fn drain(&self) -> Vec<String> {
+        self.lock().drain().map(|(id, _)| id).collect()
+    }
 }
 
 impl Runtime {
@@ -82,6 +161,7 @@ impl Runtime {
             clock,
             wake: Notify::new(),
             updates,
+            in_flight: InFlight::default(),
             worker_id: format!(
                 "{}-{}-{}",
                 hostname(),

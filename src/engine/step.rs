@@ -1,21 +1,30 @@
 //! Steps: memoized `run`s and durable `sleep`s, replayed from saved results on resume.
-use std::collections::HashMap;
+//!
+//! A step's key (its id, with `:n` added when the id was used before in this run) is
+//! given when the step is *called*, before anything is awaited, so keys follow the
+//! order in which the handler calls its steps — never the order in which they finish.
+//! Steps called together (`futures::join!(step.run("a", …), step.run("b", …))`) run at
+//! once and replay correctly.
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::future::{BoxFuture, FutureExt, Shared};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tokio::sync::oneshot;
 
 use super::completer::Completer;
 use super::entities::step;
-use super::error::FnError;
+use super::error::{storable, FnError};
 use super::progress::{RunRef, Transition, Write};
 use super::retry::{decide, Decision};
 use super::runtime::Runtime;
 use crate::domain::{StepKind, StepStatus};
+
+/// The longest step id a handler may use.
+pub const MAX_STEP_ID: usize = 256;
 
 /// The step tools of one run. Cheap to clone.
 #[derive(Clone)]
@@ -23,28 +32,43 @@ pub struct Step {
     run: Arc<RunSteps>,
 }
 
+/// Whether the last step's record committed while the run was still ours.
+type Ack = Shared<BoxFuture<'static, bool>>;
+
 struct RunSteps {
     rt: Arc<Runtime>,
     completer: Completer,
     run: RunRef,
     retries: u32,
+    /// How long one attempt of a `run` step may take, unless the call says otherwise.
+    step_timeout: Option<Duration>,
     state: Mutex<Replay>,
     /// See [`Write::lost`].
     lost: Arc<AtomicBool>,
     /// The commit of the last completed step, not yet confirmed: the next step waits
     /// for it, so that no step starts unless the run is still ours, while a run's last
     /// step and its end are committed together.
-    pending: Mutex<Option<oneshot::Receiver<bool>>>,
+    pending: Mutex<Option<Ack>>,
 }
 
 /// What the handler has seen so far in this invocation, and what earlier ones saved.
 struct Replay {
-    /// Saved steps by unique id.
+    /// Saved steps by key.
     saved: HashMap<String, step::Model>,
-    /// How often each id was used in this invocation (for the `:n` suffix).
-    used: HashMap<String, u32>,
+    /// How often each id was called in this invocation (for the `:n` suffix).
+    calls: HashMap<String, u32>,
+    /// Every key given out in this invocation: no two steps share one.
+    keys: HashSet<String>,
     /// Steps met so far in this invocation, which gives each its position.
     met: i32,
+}
+
+/// A step as the handler called it: its key, its place, and what was saved for it.
+struct Met {
+    id: String,
+    key: String,
+    position: i32,
+    saved: Option<step::Model>,
 }
 
 impl Step {
@@ -53,6 +77,7 @@ impl Step {
         completer: Completer,
         run: RunRef,
         retries: u32,
+        step_timeout: Option<Duration>,
         saved: Vec<step::Model>,
         lost: Arc<AtomicBool>,
     ) -> Self {
@@ -62,9 +87,11 @@ impl Step {
                 completer,
                 run,
                 retries,
+                step_timeout,
                 state: Mutex::new(Replay {
                     saved: saved.into_iter().map(|s| (s.step_id.clone(), s)).collect(),
-                    used: HashMap::new(),
+                    calls: HashMap::new(),
+                    keys: HashSet::new(),
                     met: 0,
                 }),
                 lost,
@@ -76,16 +103,78 @@ impl Step {
     /// Runs `f` once for this run and saves its output; on replay, returns the saved
     /// output without calling `f`. A failure is retried with backoff (the run is parked
     /// in between) until the function's retries are spent.
-    pub async fn run<T, F, Fut>(&self, id: &str, f: F) -> Result<T, FnError>
+    pub fn run<'a, T, F, Fut>(
+        &'a self,
+        id: &str,
+        f: F,
+    ) -> impl Future<Output = Result<T, FnError>> + 'a
+    where
+        T: Serialize + DeserializeOwned + 'a,
+        F: FnOnce() -> Fut + 'a,
+        Fut: Future<Output = Result<T, FnError>> + 'a,
+    {
+        self.run_keyed(id, None, move |_| f())
+    }
+
+    /// Like [`Step::run`], but an attempt that takes longer than `timeout` fails (and
+    /// is retried like any failure).
+    pub fn run_with_timeout<'a, T, F, Fut>(
+        &'a self,
+        id: &str,
+        timeout: Duration,
+        f: F,
+    ) -> impl Future<Output = Result<T, FnError>> + 'a
+    where
+        T: Serialize + DeserializeOwned + 'a,
+        F: FnOnce() -> Fut + 'a,
+        Fut: Future<Output = Result<T, FnError>> + 'a,
+    {
+        self.run_keyed(id, Some(timeout), move |_| f())
+    }
+
+    /// Like [`Step::run`], giving `f` the step's key: stable across replays and retries
+    /// and unique in the database (`<run id>/<step key>`), so that an outside effect can
+    /// use it as an idempotency key and happen once even if `f` runs again.
+    pub fn run_keyed<'a, T, F, Fut>(
+        &'a self,
+        id: &str,
+        timeout: Option<Duration>,
+        f: F,
+    ) -> impl Future<Output = Result<T, FnError>> + 'a
+    where
+        T: Serialize + DeserializeOwned + 'a,
+        F: FnOnce(String) -> Fut + 'a,
+        Fut: Future<Output = Result<T, FnError>> + 'a,
+    {
+        // The key is given now, at the call, not when the future is first polled.
+        let met = self.meet(id);
+        async move {
+            let met = met?;
+            if !self.settle().await {
+                return Err(FnError::Interrupted);
+            }
+            self.execute(met, timeout.or(self.run.step_timeout), f)
+                .await
+        }
+    }
+
+    async fn execute<T, F, Fut>(
+        &self,
+        met: Met,
+        timeout: Option<Duration>,
+        f: F,
+    ) -> Result<T, FnError>
     where
         T: Serialize + DeserializeOwned,
-        F: FnOnce() -> Fut,
+        F: FnOnce(String) -> Fut,
         Fut: Future<Output = Result<T, FnError>>,
     {
-        if !self.settle().await {
-            return Err(FnError::Interrupted);
-        }
-        let (key, position, saved) = self.meet(id);
+        let Met {
+            id,
+            key,
+            position,
+            saved,
+        } = met;
         if let Some(saved) = &saved {
             match saved.status {
                 StepStatus::Completed => {
@@ -110,12 +199,22 @@ impl Step {
             .and_then(|s| serde_json::from_str(&s.errors).ok())
             .unwrap_or_default();
 
-        let result = f().await;
+        let attempt = f(format!("{}/{key}", self.run.run.run_id));
+        let result = match timeout {
+            None => attempt.await,
+            Some(limit) => match tokio::time::timeout(limit, attempt).await {
+                Ok(result) => result,
+                Err(_) => Err(FnError::failed(format!(
+                    "timed out after {}",
+                    humanize(limit)
+                ))),
+            },
+        };
         let now = clock.now_ms();
         let mut row = step::Model {
             run_id: self.run.run.run_id.clone(),
-            step_id: key.clone(),
-            name: id.to_string(),
+            step_id: key,
+            name: id.clone(),
             kind: StepKind::Run,
             status: StepStatus::Completed,
             position,
@@ -135,14 +234,17 @@ impl Step {
                 let ack = self
                     .run
                     .completer
-                    .commit_later(self.write(row.clone(), None));
+                    .commit_later(self.write(row.clone(), None))
+                    .map(|ours| ours.unwrap_or(false))
+                    .boxed()
+                    .shared();
                 *lock(&self.run.pending) = Some(ack);
                 self.remember(row);
                 Ok(value)
             }
             Err(FnError::Interrupted) => Err(FnError::Interrupted),
             Err(err) => {
-                let message = err.message().to_string();
+                let message = storable(err.message());
                 errors.push(message.clone());
                 row.errors = serde_json::to_string(&errors)?;
                 row.error = Some(message.clone());
@@ -182,31 +284,40 @@ impl Step {
     }
 
     /// Parks the run for `duration`; no worker is held while it sleeps.
-    pub async fn sleep(&self, id: &str, duration: Duration) -> Result<(), FnError> {
+    pub fn sleep<'a>(
+        &'a self,
+        id: &str,
+        duration: Duration,
+    ) -> impl Future<Output = Result<(), FnError>> + 'a {
         let millis = i64::try_from(duration.as_millis()).unwrap_or(i64::MAX);
-        self.sleep_to(id, |now| now.saturating_add(millis)).await
+        self.sleep_to(self.meet(id), move |now| now.saturating_add(millis))
     }
 
     /// Parks the run until `time`.
-    pub async fn sleep_until(
-        &self,
+    pub fn sleep_until<'a>(
+        &'a self,
         id: &str,
         time: chrono::DateTime<chrono::Utc>,
-    ) -> Result<(), FnError> {
-        self.sleep_to(id, |_| time.timestamp_millis()).await
+    ) -> impl Future<Output = Result<(), FnError>> + 'a {
+        self.sleep_to(self.meet(id), move |_| time.timestamp_millis())
     }
 
     /// `wake_at_if_new` turns the step's start time into its wake time, so a
     /// `sleep(1s)` is recorded as exactly one second long.
     async fn sleep_to(
         &self,
-        id: &str,
+        met: Result<Met, FnError>,
         wake_at_if_new: impl FnOnce(i64) -> i64,
     ) -> Result<(), FnError> {
+        let Met {
+            id,
+            key,
+            position,
+            saved,
+        } = met?;
         if !self.settle().await {
             return Err(FnError::Interrupted);
         }
-        let (key, position, saved) = self.meet(id);
         let now = self.run.rt.clock.now_ms();
         if saved
             .as_ref()
@@ -222,7 +333,7 @@ impl Step {
         let mut row = step::Model {
             run_id: self.run.run.run_id.clone(),
             step_id: key,
-            name: id.to_string(),
+            name: id,
             kind: StepKind::Sleep,
             status: StepStatus::Sleeping,
             position,
@@ -248,20 +359,33 @@ impl Step {
         Err(FnError::Interrupted)
     }
 
-    /// The unique id, position and saved record of the next step named `id`.
-    fn meet(&self, id: &str) -> (String, i32, Option<step::Model>) {
+    /// Gives the step the handler just called its key and position. The key is the
+    /// id, or `id:n` for its n-th repeat, skipping any key already given out.
+    fn meet(&self, id: &str) -> Result<Met, FnError> {
+        check_step_id(id)?;
         let mut state = lock(&self.run.state);
-        let used = state.used.entry(id.to_string()).or_insert(0);
-        let key = if *used == 0 {
+        let calls = state.calls.entry(id.to_string()).or_insert(0);
+        let mut n = *calls;
+        *calls += 1;
+        let mut key = if n == 0 {
             id.to_string()
         } else {
-            format!("{id}:{used}")
+            format!("{id}:{n}")
         };
-        *used += 1;
+        while state.keys.contains(&key) {
+            n += 1;
+            key = format!("{id}:{n}");
+        }
+        state.keys.insert(key.clone());
         let position = state.met;
         state.met += 1;
         let saved = state.saved.get(&key).cloned();
-        (key, position, saved)
+        Ok(Met {
+            id: id.to_string(),
+            key,
+            position,
+            saved,
+        })
     }
 
     fn remember(&self, row: step::Model) {
@@ -281,9 +405,9 @@ impl Step {
 
     /// Waits for the last step's commit: false if the run is no longer ours.
     async fn settle(&self) -> bool {
-        let pending = lock(&self.run.pending).take();
+        let pending = lock(&self.run.pending).clone();
         match pending {
-            Some(ack) => ack.await.unwrap_or(false),
+            Some(ack) => ack.await,
             None => true,
         }
     }
@@ -297,4 +421,24 @@ impl Step {
 /// Locks `mutex`, even if a panicking handler poisoned it (its data stays valid).
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A step id must be 1–256 characters without control characters (NUL among them,
+/// which PostgreSQL cannot store).
+fn check_step_id(id: &str) -> Result<(), FnError> {
+    if id.is_empty() || id.chars().count() > MAX_STEP_ID || id.chars().any(char::is_control) {
+        return Err(FnError::non_retriable(format!(
+            "step id {id:?} is not valid: use 1-{MAX_STEP_ID} characters, none of them control characters"
+        )));
+    }
+    Ok(())
+}
+
+/// A duration as people write it: "30s", "1.5s", "250ms".
+fn humanize(d: Duration) -> String {
+    if d.as_millis() < 1000 {
+        format!("{}ms", d.as_millis())
+    } else {
+        format!("{}s", d.as_secs_f64())
+    }
 }

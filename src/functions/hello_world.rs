@@ -32,7 +32,7 @@ pub fn function(db: DatabaseConnection) -> Function {
                 .to_string();
             let workflow = ctx
                 .step
-                .run("create-workflow", || async move {
+                .run_keyed("create-workflow", None, |key| async move {
                     // No retry can create a workflow for a user who no longer exists.
                     if user::Entity::find_by_id(user_id.clone())
                         .one(&db)
@@ -41,7 +41,11 @@ pub fn function(db: DatabaseConnection) -> Function {
                     {
                         return Err(FnError::non_retriable("the event's user no longer exists"));
                     }
-                    let workflow = workflows::create(&db, &user_id, WORKFLOW_NAME).await?;
+                    // The id comes from the step's key: a repeat of this step (after a
+                    // crash before its record) finds the workflow it made the first time.
+                    let id = workflows::id_from_key(&key);
+                    let workflow =
+                        workflows::create_once(&db, &id, &user_id, WORKFLOW_NAME).await?;
                     Ok(json!({ "id": workflow.id, "name": workflow.name }))
                 })
                 .await?;

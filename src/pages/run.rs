@@ -9,7 +9,7 @@ use crate::components::live::use_live_runs;
 use crate::components::nav::Nav;
 use crate::components::status::StatusBadge;
 use crate::components::time::{format_duration, format_time};
-use crate::domain::StepStatus;
+use crate::domain::{RunStatus, StepStatus};
 use crate::error::AppError;
 
 /// The run page.
@@ -105,6 +105,11 @@ fn RunView(
                 <dt>"Attempts"</dt><dd>{run.attempts}</dd>
                 {run.rerun_of.clone().map(|of| view! {
                     <dt>"Re-run of"</dt><dd><A href=format!("/runs/{of}")>{of.clone()}</A></dd>
+                })}
+                {(run.status == RunStatus::Cancelled).then(|| {
+                    let by = detail.cancelled_by.clone().unwrap_or_else(|| "the API".into());
+                    let at = run.ended_at.map(format_time).unwrap_or_default();
+                    view! { <dt>"Cancelled"</dt><dd class="cancelled-by">{format!("by {by} at {at}")}</dd> }
                 })}
             </dl>
             <div class="actions">

@@ -16,12 +16,15 @@ use crate::engine::entities::{event, run, step};
 use crate::engine::event::Event;
 use crate::engine::runtime::Runtime;
 
-/// Claims up to `limit` due runs for this worker, oldest due first, with their events
-/// (`None` if the event is gone).
+/// A claimed run's event, or why it cannot be had: a run whose event is gone or
+/// unreadable fails alone, and never stops the others claimed with it.
+pub(crate) type ClaimedEvent = Result<Event, String>;
+
+/// Claims up to `limit` due runs for this worker, oldest due first, with their events.
 pub(crate) async fn claim(
     rt: &Runtime,
     limit: usize,
-) -> Result<Vec<(run::Model, Option<Event>)>, DbErr> {
+) -> Result<Vec<(run::Model, ClaimedEvent)>, DbErr> {
     let now = rt.clock.now_ms();
     let mut due = Query::select();
     due.column(run::Column::Id)
@@ -43,6 +46,10 @@ pub(crate) async fn claim(
         .value(run::Column::LeaseUntil, rt.lease_from(now))
         .value(run::Column::Claims, Expr::col(run::Column::Claims).add(1))
         .value(
+            run::Column::StalledClaims,
+            Expr::col(run::Column::StalledClaims).add(1),
+        )
+        .value(
             run::Column::StartedAt,
             Func::coalesce([Expr::col(run::Column::StartedAt), Expr::val(now)]),
         )
@@ -62,7 +69,10 @@ pub(crate) async fn claim(
             .into_iter()
             .map(|r| {
                 // One event may have started several of these runs.
-                let event = events.get(&r.event_id).cloned();
+                let event = match events.get(&r.event_id) {
+                    Some(event) => event.clone(),
+                    None => Err(gone(&r.event_id)),
+                };
                 (r, event)
             })
             .collect());
@@ -97,11 +107,8 @@ pub(crate) async fn claim(
         .map(|row| {
             let run = run::Model::from_query_result(row, "")?;
             let event = match row.try_get::<Option<String>>("", &format!("{EVENT_PREFIX}id"))? {
-                Some(_) => Some(
-                    Event::try_from(event::Model::from_query_result(row, EVENT_PREFIX)?)
-                        .map_err(|e| DbErr::Custom(e.to_string()))?,
-                ),
-                None => None,
+                Some(_) => readable(event::Model::from_query_result(row, EVENT_PREFIX)),
+                None => Err(gone(&run.event_id)),
             };
             Ok((run, event))
         })
@@ -112,18 +119,26 @@ pub(crate) async fn claim(
 /// an `event_id` of its own).
 const EVENT_PREFIX: &str = "ev_";
 
-/// The events with these ids.
-async fn events(rt: &Runtime, ids: Vec<String>) -> Result<HashMap<String, Event>, DbErr> {
+/// The events with these ids, each read on its own.
+async fn events(rt: &Runtime, ids: Vec<String>) -> Result<HashMap<String, ClaimedEvent>, DbErr> {
     let rows = event::Entity::find()
         .filter(event::Column::Id.is_in(ids))
         .all(&rt.db)
         .await?;
-    let mut events = HashMap::with_capacity(rows.len());
-    for row in rows {
-        let event = Event::try_from(row).map_err(|e| DbErr::Custom(e.to_string()))?;
-        events.insert(event.id.clone(), event);
-    }
-    Ok(events)
+    Ok(rows
+        .into_iter()
+        .map(|row| (row.id.clone(), readable(Ok(row))))
+        .collect())
+}
+
+/// An event row as a handler's [`Event`], or why it cannot be read.
+fn readable(row: Result<event::Model, DbErr>) -> ClaimedEvent {
+    let row = row.map_err(|e| format!("its event cannot be read: {e}"))?;
+    Event::try_from(row).map_err(|e| format!("its event cannot be read: {e}"))
+}
+
+fn gone(event_id: &str) -> String {
+    format!("its event {event_id} is gone")
 }
 
 /// The saved steps of these runs.

@@ -1,18 +1,22 @@
 //! The completer's group commit: step records and state moves of many runs in one
 //! transaction, each kept only if its run is still this worker's.
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
-use sea_orm::sea_query::{CaseStatement, Expr, ExprTrait, OnConflict, Query, UpdateStatement};
+use sea_orm::sea_query::{
+    CaseStatement, Expr, ExprTrait, IntoColumnRef, OnConflict, Query, ReturningClause,
+    UpdateStatement,
+};
 use sea_orm::{ActiveModelTrait, ConnectionTrait, DbErr, EntityTrait, IntoActiveModel};
 
 use super::{begin, id_col, locked_by_us, running};
 use crate::engine::entities::{run, step};
-use crate::engine::progress::{RunUpdate, Transition, Write};
+use crate::engine::progress::{Owned, RunUpdate, Transition, Write};
 use crate::engine::runtime::Runtime;
 
 /// Commits a batch of writes in one transaction and returns the runs that were still
-/// ours (running, locked by this worker); other runs' writes are dropped.
-pub(crate) async fn commit(rt: &Runtime, writes: &[Write]) -> Result<HashSet<String>, DbErr> {
+/// ours (running, locked by this worker, under the claim the writes were made under);
+/// other writes are dropped.
+pub(crate) async fn commit(rt: &Runtime, writes: &[&Write]) -> Result<Owned, DbErr> {
     let now = rt.clock.now_ms();
     let mut run_ids: Vec<&str> = writes.iter().map(|w| w.run.run_id.as_str()).collect();
     run_ids.sort_unstable();
@@ -24,21 +28,26 @@ pub(crate) async fn commit(rt: &Runtime, writes: &[Write]) -> Result<HashSet<Str
     renew
         .table(run::Entity)
         .value(run::Column::LeaseUntil, rt.lease_from(now))
+        .value(run::Column::StalledClaims, 0)
         .value(run::Column::UpdatedAt, now)
         .and_where(id_col().is_in(run_ids))
         .and_where(running())
         .and_where(locked_by_us(rt))
-        .returning_col(run::Column::Id);
-    let owned: HashSet<String> = txn
-        .query_all(&renew)
-        .await?
-        .iter()
-        .map(|row| row.try_get::<String>("", "id"))
-        .collect::<Result<_, _>>()?;
+        .returning(ReturningClause::Columns(vec![
+            run::Column::Id.into_column_ref(),
+            run::Column::Claims.into_column_ref(),
+        ]));
+    let owned = Owned(
+        txn.query_all(&renew)
+            .await?
+            .iter()
+            .map(|row| Ok((row.try_get("", "id")?, row.try_get("", "claims")?)))
+            .collect::<Result<_, DbErr>>()?,
+    );
 
     // The last record of each step wins.
     let mut steps: HashMap<(&str, &str), &step::Model> = HashMap::new();
-    for write in writes.iter().filter(|w| owned.contains(&w.run.run_id)) {
+    for write in writes.iter().filter(|w| owned.has(w)) {
         if let Some(step) = &write.step {
             steps.insert((step.run_id.as_str(), step.step_id.as_str()), step);
         }
@@ -68,15 +77,15 @@ pub(crate) async fn commit(rt: &Runtime, writes: &[Write]) -> Result<HashSet<Str
 
     let moves: Vec<(&str, &Transition)> = writes
         .iter()
-        .filter(|w| owned.contains(&w.run.run_id))
+        .filter(|w| owned.has(w))
         .filter_map(|w| w.transition.as_ref().map(|t| (w.run.run_id.as_str(), t)))
         .collect();
     if !moves.is_empty() {
         txn.execute(&transitions(rt, &moves, now)).await?;
         let updates: Vec<RunUpdate> = writes
             .iter()
-            .filter(|w| owned.contains(&w.run.run_id))
-            .filter_map(Write::update)
+            .filter(|w| owned.has(w))
+            .filter_map(|w| w.update())
             .collect();
         // Other processes hear of the moves at the commit, and only if it commits.
         super::notify::announce(&txn, &rt.worker_id, &updates).await?;
@@ -132,6 +141,8 @@ fn transitions(rt: &Runtime, moves: &[(&str, &Transition)], now: i64) -> UpdateS
             Transition::Sleeping { due_at: at } => due_at.set(run_id, *at),
             Transition::Completed { output: o } => {
                 output.set(run_id, o.as_str());
+                // An earlier attempt's error no longer describes the run.
+                error.set(run_id, Option::<String>::None);
                 ended_at.set(run_id, now);
             }
             Transition::Failed {

@@ -1,14 +1,15 @@
 //! Moves made outside an executor: rescue of lapsed leases, hand-back at shutdown,
 //! cancel, and re-run.
 use sea_orm::sea_query::{Expr, ExprTrait, IntoColumnRef, Query, ReturningClause, UpdateStatement};
-use sea_orm::{ConnectionTrait, DbErr, EntityTrait};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, TransactionTrait};
 
 use super::send::new_run;
 use super::{id_col, live_states, locked_by_us, running};
-use crate::domain::RunStatus;
-use crate::engine::entities::run;
+use crate::domain::{RunStatus, StepStatus};
+use crate::engine::entities::{run, step};
+use crate::engine::error::storable;
 use crate::engine::event::new_id;
-use crate::engine::progress::RunUpdate;
+use crate::engine::progress::{RunRef, RunUpdate};
 use crate::engine::runtime::Runtime;
 
 fn updates_from(
@@ -56,6 +57,11 @@ pub(crate) async fn rescue(rt: &Runtime) -> Result<Vec<RunUpdate>, DbErr> {
     updates_from(rt.db.query_all(&rescue).await?, RunStatus::Queued)
 }
 
+/// `stalled_claims - 1`: takes back the count of the claim being handed back.
+fn undo_stall() -> Expr {
+    Expr::col(run::Column::StalledClaims).sub(1)
+}
+
 /// Hands this worker's unfinished runs back to the queue (at shutdown).
 pub(crate) async fn release(rt: &Runtime, run_ids: Vec<String>) -> Result<Vec<RunUpdate>, DbErr> {
     if run_ids.is_empty() {
@@ -65,25 +71,72 @@ pub(crate) async fn release(rt: &Runtime, run_ids: Vec<String>) -> Result<Vec<Ru
     let mut release = unlock(RunStatus::Queued, now);
     release
         .value(run::Column::DueAt, now)
+        .value(run::Column::StalledClaims, undo_stall())
         .and_where(id_col().is_in(run_ids))
         .and_where(running())
         .and_where(locked_by_us(rt));
     updates_from(rt.db.query_all(&release).await?, RunStatus::Queued)
 }
 
+/// Puts a running run of ours back in the queue at `due_at` with `reason` as its error,
+/// if `run`'s claim still holds it. Unless `stalled`, the claim is not counted as one
+/// that recorded no progress.
+pub(crate) async fn hand_back(
+    rt: &Runtime,
+    run: &RunRef,
+    due_at: i64,
+    reason: &str,
+    stalled: bool,
+) -> Result<Vec<RunUpdate>, DbErr> {
+    let now = rt.clock.now_ms();
+    let mut hand_back = unlock(RunStatus::Queued, now);
+    if !stalled {
+        hand_back.value(run::Column::StalledClaims, undo_stall());
+    }
+    hand_back
+        .value(run::Column::DueAt, due_at)
+        .value(run::Column::Error, storable(reason))
+        .and_where(id_col().eq(run.run_id.as_str()))
+        .and_where(running())
+        .and_where(locked_by_us(rt))
+        .and_where(Expr::col(run::Column::Claims).eq(run.claim));
+    updates_from(rt.db.query_all(&hand_back).await?, RunStatus::Queued)
+}
+
 /// Cancels a run that has not finished; `None` if it had (or does not exist).
+/// Its steps that were sleeping or waiting for a retry end as failed, "cancelled".
+/// `by` says who cancelled it (shown on the run page).
 pub(crate) async fn cancel(
-    db: &impl ConnectionTrait,
+    db: &DatabaseConnection,
     run_id: &str,
+    by: Option<&str>,
     now: i64,
 ) -> Result<Option<RunUpdate>, DbErr> {
+    let txn = db.begin().await?;
     let mut cancel = unlock(RunStatus::Cancelled, now);
     cancel
         .value(run::Column::EndedAt, now)
+        .value(run::Column::CancelledBy, by.map(storable))
         .and_where(id_col().eq(run_id))
         .and_where(live_states());
-    let rows = db.query_all(&cancel).await?;
-    Ok(updates_from(rows, RunStatus::Cancelled)?.pop())
+    let rows = txn.query_all(&cancel).await?;
+    let cancelled = updates_from(rows, RunStatus::Cancelled)?.pop();
+    if cancelled.is_some() {
+        let mut steps = Query::update();
+        steps
+            .table(step::Entity)
+            .value(step::Column::Status, StepStatus::Failed.as_str())
+            .value(step::Column::Error, "the run was cancelled")
+            .value(step::Column::EndedAt, now)
+            .and_where(Expr::col(step::Column::RunId).eq(run_id))
+            .and_where(
+                Expr::col(step::Column::Status)
+                    .is_in([StepStatus::Sleeping.as_str(), StepStatus::Retrying.as_str()]),
+            );
+        txn.execute(&steps).await?;
+    }
+    txn.commit().await?;
+    Ok(cancelled)
 }
 
 /// Queues a new run like `run_id` (same function, same event) if `run_id` has finished.

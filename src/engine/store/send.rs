@@ -34,10 +34,12 @@ pub(crate) fn new_run(
         locked_by: Set(None),
         lease_until: Set(None),
         claims: Set(0),
+        stalled_claims: Set(0),
         attempts: Set(0),
         output: Set(None),
         error: Set(None),
         rerun_of: Set(None),
+        cancelled_by: Set(None),
         created_at: Set(now),
         started_at: Set(None),
         ended_at: Set(None),
@@ -95,16 +97,21 @@ fn rows(p: Prepared, functions: &[String], now: i64) -> Rows {
         ));
         run_ids.push(run_id);
     }
+    let idempotency_key = p
+        .event
+        .idempotency_key
+        .as_deref()
+        .map(|key| scoped_key(p.event.user_id.as_deref(), key));
     Rows {
         event: event::ActiveModel {
             id: Set(event_id.clone()),
             name: Set(p.event.name),
             data: Set(p.data),
             user_id: Set(p.event.user_id),
-            idempotency_key: Set(p.event.idempotency_key.clone()),
+            idempotency_key: Set(idempotency_key.clone()),
             ts: Set(now),
         },
-        idempotency_key: p.event.idempotency_key,
+        idempotency_key,
         runs,
         receipt: SendReceipt {
             event_id,
@@ -209,7 +216,14 @@ async fn send_in_transaction<C: ConnectionTrait + TransactionTrait>(
     Ok(receipts)
 }
 
-/// The receipt of the event first sent with idempotency key `key`.
+/// An idempotency key as stored: scoped to the event's user, so that one user's key
+/// never answers another user's send (the length prefix keeps the pair unambiguous).
+fn scoped_key(user_id: Option<&str>, key: &str) -> String {
+    let user = user_id.unwrap_or_default();
+    format!("{}:{user}:{key}", user.len())
+}
+
+/// The receipt of the event first sent with (scoped) idempotency key `key`.
 async fn duplicate_receipt<C: ConnectionTrait>(
     conn: &C,
     key: &str,
