@@ -264,7 +264,19 @@ async fn child(url: String, clock_file: String) {
             std::thread::sleep(Duration::from_millis(20));
         });
     }
-    let db = nodebase::db::connect(&url).await.expect("child connects");
+    // A worker started while the database restarts keeps trying, as a real one would.
+    let mut tries = 0;
+    let db = loop {
+        match nodebase::db::connect(&url).await {
+            Ok(db) => break db,
+            Err(err) if tries < 100 => {
+                tries += 1;
+                eprintln!("worker cannot connect yet ({err}); retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(err) => panic!("worker cannot connect: {err}"),
+        }
+    };
     let mut builder = Engine::builder(db.clone())
         .config(config())
         .clock(Arc::new(JumpClock(offset)));

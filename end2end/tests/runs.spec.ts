@@ -55,8 +55,9 @@ test('a sleeping run can be cancelled from its page, which says who cancelled it
   await expect(page.locator('.run-header .status')).toHaveAttribute('data-status', 'cancelled');
   await expect(page.getByRole('button', { name: 'Re-run' })).toBeVisible();
   await expect(page.locator('.cancelled-by')).toContainText(`by ${email} at `);
-  // The step it was sleeping in ended with the run.
+  // The step it was sleeping in ended with the run, and says so.
   await expect(page.locator('li.step[data-status="sleeping"]')).toHaveCount(0);
+  await expect(page.locator('li.step[data-status="failed"]').first()).toContainText('the run was cancelled');
   // It stays cancelled: the background step never creates the workflow.
   await page.waitForTimeout(3_500);
   await page.goto('/');

@@ -44,7 +44,8 @@ pub struct StepView {
     pub kind: StepKind,
     pub status: StepStatus,
     pub attempts: i32,
-    /// Every failed attempt's error, oldest first.
+    /// Every failed attempt's error, oldest first, then why the step ended if no
+    /// attempt did (a cancel).
     pub errors: Vec<String>,
     pub started_at: i64,
     pub ended_at: Option<i64>,
@@ -154,8 +155,13 @@ mod ssr {
     }
 
     fn step_view(s: step::Model) -> StepView {
+        let mut errors: Vec<String> = serde_json::from_str(&s.errors).unwrap_or_default();
+        // A step ended by something other than an attempt (a cancel) says why too.
+        if let Some(error) = s.error.as_ref().filter(|e| errors.last() != Some(*e)) {
+            errors.push(error.clone());
+        }
         StepView {
-            errors: serde_json::from_str(&s.errors).unwrap_or_default(),
+            errors,
             output: s.output.as_deref().map(pretty),
             step_id: s.step_id,
             name: s.name,
