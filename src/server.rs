@@ -7,19 +7,21 @@ use leptos_axum::{generate_route_list, LeptosRoutes};
 use migration::{Migrator, MigratorTrait};
 
 use crate::app::{shell, App};
-use crate::auth::guard_pages;
+use crate::auth::{guard_pages, same_site_only, security_headers};
 use crate::config::Config;
 use crate::engine::{Engine, EngineConfig};
 use crate::state::AppState;
+use tower_http::set_header::SetResponseHeaderLayer;
 
 /// Any start-up failure, with what was being attempted.
 pub type StartError = Box<dyn std::error::Error + Send + Sync>;
 
-/// The axum router: pages, server functions, static files, all behind the page guard.
+/// The axum router: pages, server functions, static files, all behind the page guard
+/// and the cross-site guard, every response with the security headers.
 pub fn router(state: AppState) -> Router {
     let routes = generate_route_list(App);
     let options = state.leptos_options.clone();
-    Router::new()
+    let mut router = Router::new()
         .route(crate::live::PATH, axum::routing::get(crate::live::stream))
         .leptos_routes(&state, routes, move || shell(options.clone()))
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
@@ -27,7 +29,11 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             guard_pages,
         ))
-        .with_state(state)
+        .layer(axum::middleware::from_fn(same_site_only));
+    for (name, value) in security_headers() {
+        router = router.layer(SetResponseHeaderLayer::if_not_present(name, value));
+    }
+    router.with_state(state)
 }
 
 /// What a process does; many processes can share one PostgreSQL database.

@@ -30,3 +30,11 @@ export async function signUp(page: Page, email: string, password = 'correct hors
   await expect(page).toHaveURL(/\/$/);
   await expect(page.getByText('로그인한 사용자만 접근 가능')).toBeVisible();
 }
+
+/** Presses 워크플로우 생성 on the home page and waits for its toast. */
+export async function createWorkflow(page: Page): Promise<void> {
+  await page.goto('/');
+  await hydrated(page);
+  await page.getByRole('button', { name: '워크플로우 생성' }).click();
+  await expect(page.locator('.toast').filter({ hasText: '작업 성공' })).toBeVisible();
+}

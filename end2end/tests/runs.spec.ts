@@ -1,14 +1,7 @@
-import { test, expect, Page } from '@playwright/test';
-import { newEmail, signUp, watchConsole, hydrated } from './helpers';
+import { test, expect } from '@playwright/test';
+import { createWorkflow, newEmail, signUp, watchConsole, hydrated } from './helpers';
 
 const STEPS = ['비디오 가져오기', '비디오 → 텍스트 변환', 'OpenAI로 전송해서 요약/분석', 'create-workflow'];
-
-async function createWorkflow(page: Page) {
-  await page.goto('/');
-  await hydrated(page);
-  await page.getByRole('button', { name: '워크플로우 생성' }).click();
-  await expect(page.locator('.toast').filter({ hasText: '작업 성공' })).toBeVisible();
-}
 
 test('the runs list follows a hello-world run live, and its page shows the four steps', async ({ page }) => {
   const errors = watchConsole(page);
