@@ -88,6 +88,7 @@ pub async fn serve(role: Role) -> Result<(), StartError> {
         engine,
         stopping,
     };
+    tokio::spawn(purge_sessions(state.db.clone(), state.stopping.clone()));
 
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
@@ -122,6 +123,24 @@ pub fn build_engine(
         builder = builder.function(function);
     }
     Ok(builder.build()?)
+}
+
+/// Deletes expired sessions now and then, until the server stops.
+async fn purge_sessions(
+    db: sea_orm::DatabaseConnection,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        match crate::auth::purge_expired_sessions(&db).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(sessions = n, "purged expired sessions"),
+            Err(err) => tracing::warn!(error = %err, "purging expired sessions failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(3600)) => {}
+            _ = stopping.wait_for(|stop| *stop) => return,
+        }
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -6,7 +6,9 @@ mod common;
 use std::time::Duration;
 
 use common::test_db;
-use nodebase::auth::{create_session, delete_session, sign_in, sign_up, user_for_token};
+use nodebase::auth::{
+    create_session, delete_session, purge_expired_sessions, sign_in, sign_up, user_for_token,
+};
 use nodebase::entities::{session, user};
 use nodebase::error::AppError;
 use nodebase::workflows::{create, list_for_user};
@@ -120,6 +122,14 @@ async fn sessions_are_found_by_token_until_they_expire_or_end() {
         .await
         .unwrap();
     assert!(user_for_token(&t.db, &expired).await.unwrap().is_none());
+
+    // Expired sessions are purged; live ones stay.
+    let live = create_session(&t.db, &user.id, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(purge_expired_sessions(&t.db).await.unwrap(), 1);
+    assert_eq!(session::Entity::find().all(&t.db).await.unwrap().len(), 1);
+    assert!(user_for_token(&t.db, &live).await.unwrap().is_some());
 }
 
 #[tokio::test]

@@ -65,6 +65,15 @@ pub async fn delete_session(db: &impl ConnectionTrait, token: &str) -> Result<()
     Ok(())
 }
 
+/// Deletes every session that has expired; returns how many.
+pub async fn purge_expired_sessions(db: &impl ConnectionTrait) -> Result<u64, AppError> {
+    let deleted = session::Entity::delete_many()
+        .filter(session::Column::ExpiresAt.lte(now_ms()))
+        .exec(db)
+        .await?;
+    Ok(deleted.rows_affected)
+}
+
 /// The session token carried by a request's `Cookie` headers.
 pub fn token_from_headers(headers: &HeaderMap) -> Option<String> {
     headers
