@@ -13,23 +13,41 @@ use crate::auth::{token_from_headers, user_for_token};
 use crate::domain::RunNotice;
 use crate::state::AppState;
 
+/// How often an open stream checks that its session is still live.
+const SESSION_CHECK: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The path of the stream.
 pub const PATH: &str = crate::domain::LIVE_PATH;
 
 /// Streams run updates of the session's user; 401 without a session.
 pub async fn stream(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let user = match token_from_headers(&headers) {
-        Some(token) => user_for_token(&state.db, &token).await,
-        None => Ok(None),
+    let Some(token) = token_from_headers(&headers) else {
+        return StatusCode::UNAUTHORIZED.into_response();
     };
-    let user_id = match user {
+    let user_id = match user_for_token(&state.db, &token).await {
         Ok(Some(user)) => user.id,
         Ok(None) => return StatusCode::UNAUTHORIZED.into_response(),
         Err(_) => return StatusCode::SERVICE_UNAVAILABLE.into_response(),
     };
     let mut stopping = state.stopping.clone();
-    let updates = notices(state.engine.subscribe(), user_id).take_until(async move {
-        let _ = stopping.wait_for(|stop| *stop).await;
+    let db = state.db.clone();
+    let updates = notices(state.engine.subscribe(), user_id.clone()).take_until(async move {
+        // The stream ends when the server stops, or once the session that opened it
+        // has ended (signed out, expired, or the user gone): the browser's reconnect
+        // then gets a 401 and stops.
+        let session_ended = async {
+            loop {
+                tokio::time::sleep(SESSION_CHECK).await;
+                let still = user_for_token(&db, &token).await;
+                if !matches!(still, Ok(Some(ref user)) if user.id == user_id) {
+                    return;
+                }
+            }
+        };
+        tokio::select! {
+            _ = stopping.wait_for(|stop| *stop) => {}
+            _ = session_ended => {}
+        }
     });
     Sse::new(updates)
         .keep_alive(KeepAlive::default())

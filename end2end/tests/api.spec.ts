@@ -61,3 +61,27 @@ test('responses forbid framing and sniffing and keep the referrer on this site',
   expect(headers['referrer-policy']).toBe('same-origin');
   expect(headers['content-security-policy']).toContain("frame-ancestors 'none'");
 });
+
+test('an open live stream ends once its session does, and cannot be reopened', async ({ page }) => {
+  await signUp(page, newEmail('stream'));
+  const closed = await page.evaluate(async () => {
+    const source = new EventSource('/api/live');
+    await new Promise((resolve, reject) => {
+      source.onopen = resolve;
+      setTimeout(() => reject(new Error('the stream did not open')), 5000);
+    });
+    await fetch('/api/sign_out', {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: '',
+      redirect: 'manual',
+    });
+    // The server ends the stream; the browser's reconnect is refused (401) and it stops.
+    const start = Date.now();
+    while (source.readyState !== EventSource.CLOSED && Date.now() - start < 20_000) {
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    return source.readyState === EventSource.CLOSED;
+  });
+  expect(closed).toBe(true);
+});
