@@ -15,12 +15,40 @@ pub enum AppError {
     /// The input was rejected; the message says why.
     #[error("{0}")]
     InvalidInput(String),
-    /// Too many failed sign-ins; the number is how many seconds to wait.
-    #[error("too many failed sign-ins; try again in {0} s")]
+    /// Too many attempts (sign-ins, sign-ups, sends…); the number is how many seconds
+    /// to wait. HTTP 429 with `Retry-After`.
+    #[error("too many attempts; try again in {0} s")]
     TooManyAttempts(u64),
+    /// The server is at capacity for this kind of work; HTTP 503.
+    #[error("the server is busy; try again in a moment")]
+    Busy,
     /// Something failed on the server; details are in the server log, not here.
     #[error("server error: {0}")]
     Server(String),
+}
+
+#[cfg(feature = "ssr")]
+impl AppError {
+    /// A failure inside the server: the details go to the log under a short reference,
+    /// and the client is shown only that reference (to quote when reporting it).
+    pub fn internal(detail: impl std::fmt::Display) -> AppError {
+        let reference = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+        tracing::error!(reference, error = %detail, "internal error");
+        AppError::Server(format!("internal error (reference {reference})"))
+    }
+
+    /// The HTTP status this error is answered with, and its `Retry-After` in seconds.
+    pub fn status(&self) -> (http::StatusCode, Option<u64>) {
+        use http::StatusCode;
+        match self {
+            AppError::Unauthorized => (StatusCode::UNAUTHORIZED, None),
+            AppError::NotFound => (StatusCode::NOT_FOUND, None),
+            AppError::InvalidInput(_) => (StatusCode::BAD_REQUEST, None),
+            AppError::TooManyAttempts(secs) => (StatusCode::TOO_MANY_REQUESTS, Some(*secs)),
+            AppError::Busy => (StatusCode::SERVICE_UNAVAILABLE, Some(1)),
+            AppError::Server(_) => (StatusCode::INTERNAL_SERVER_ERROR, None),
+        }
+    }
 }
 
 impl FromServerFnError for AppError {
@@ -34,8 +62,7 @@ impl FromServerFnError for AppError {
 #[cfg(feature = "ssr")]
 impl From<sea_orm::DbErr> for AppError {
     fn from(err: sea_orm::DbErr) -> Self {
-        tracing::error!(error = %err, "database error");
-        AppError::Server("database error".into())
+        AppError::internal(format_args!("database: {err}"))
     }
 }
 

@@ -26,6 +26,8 @@ pub mod entities;
 #[cfg(feature = "ssr")]
 pub mod functions;
 #[cfg(feature = "ssr")]
+pub mod limits;
+#[cfg(feature = "ssr")]
 pub mod live;
 #[cfg(feature = "ssr")]
 pub mod server;

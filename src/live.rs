@@ -21,7 +21,7 @@ pub const PATH: &str = crate::domain::LIVE_PATH;
 
 /// Streams run updates of the session's user; 401 without a session.
 pub async fn stream(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let Some(token) = token_from_headers(&headers) else {
+    let Some(token) = token_from_headers(&headers, state.config.secure_cookies) else {
         return StatusCode::UNAUTHORIZED.into_response();
     };
     let user_id = match user_for_token(&state.db, &token).await {

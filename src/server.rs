@@ -84,17 +84,19 @@ pub async fn serve(role: Role) -> Result<(), StartError> {
     let state = AppState {
         leptos_options,
         db,
+        limits: crate::limits::Limits::new(config.limits),
         config: Arc::new(config),
         engine,
         stopping,
     };
-    tokio::spawn(purge_sessions(state.db.clone(), state.stopping.clone()));
+    tokio::spawn(tidy_up(state.clone()));
 
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     tracing::info!("listening on http://{addr}");
-    axum::serve(listener, router(state).into_make_service())
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown_signal().await;
             let _ = stop.send(true);
@@ -125,17 +127,21 @@ pub fn build_engine(
     Ok(builder.build()?)
 }
 
-/// Deletes expired sessions now and then, until the server stops.
-async fn purge_sessions(
-    db: sea_orm::DatabaseConnection,
-    mut stopping: tokio::sync::watch::Receiver<bool>,
-) {
+/// Now and then, until the server stops: deletes expired sessions and full attempt
+/// budgets, and forgets the action counts of quiet users.
+async fn tidy_up(state: AppState) {
+    let mut stopping = state.stopping.clone();
     loop {
-        match crate::auth::purge_expired_sessions(&db).await {
+        match crate::auth::purge_expired_sessions(&state.db).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(sessions = n, "purged expired sessions"),
             Err(err) => tracing::warn!(error = %err, "purging expired sessions failed"),
         }
+        if let Err(err) = crate::auth::purge_refilled_budgets(&state.db, crate::db::now_ms()).await
+        {
+            tracing::warn!(error = %err, "purging attempt budgets failed");
+        }
+        state.limits.forget_quiet_users();
         tokio::select! {
             _ = tokio::time::sleep(std::time::Duration::from_secs(3600)) => {}
             _ = stopping.wait_for(|stop| *stop) => return,

@@ -8,6 +8,7 @@ use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::engine::Engine;
+use crate::limits::Limits;
 
 /// Shared server state, given to axum routes and provided as Leptos context.
 #[derive(Clone, FromRef)]
@@ -16,6 +17,8 @@ pub struct AppState {
     pub db: DatabaseConnection,
     pub config: Arc<Config>,
     pub engine: Engine,
+    /// Per-user limits on actions and live streams.
+    pub limits: Arc<Limits>,
     /// Turns true when the server starts shutting down, to end open streams.
     pub stopping: watch::Receiver<bool>,
 }

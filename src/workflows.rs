@@ -4,7 +4,7 @@
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    Set,
+    QuerySelect, Set,
 };
 use serde::{Deserialize, Serialize};
 
@@ -16,15 +16,17 @@ use crate::entities::workflow;
 /// The name of the workflow a click on "워크플로우 생성" creates at once.
 pub const FIRST_WORKFLOW_NAME: &str = "test-workflow";
 
-/// `user_id`'s workflows, newest first.
+/// `user_id`'s newest `limit` workflows, newest first.
 pub async fn list_for_user(
     db: &impl ConnectionTrait,
     user_id: &str,
+    limit: u64,
 ) -> Result<Vec<workflow::Model>, DbErr> {
     workflow::Entity::find()
         .filter(workflow::Column::UserId.eq(user_id))
         .order_by_desc(workflow::Column::CreatedAt)
         .order_by_desc(workflow::Column::Id)
+        .limit(limit)
         .all(db)
         .await
 }

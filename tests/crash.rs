@@ -273,7 +273,7 @@ where
 
 async fn server_killed_during_hello_world_sleeps() {
     let t = common::test_db().await;
-    let user = nodebase::auth::sign_up(&t.db, "crash@example.com", "correct horse battery")
+    let user = common::sign_up(&t.db, "crash@example.com", "correct horse battery")
         .await
         .unwrap();
     // What create_workflow sends, through the same engine API.

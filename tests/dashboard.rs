@@ -166,17 +166,18 @@ async fn runs_are_filtered_paged_and_scoped_to_their_user() {
         .is_none());
 
     // Events: newest first, with the runs they triggered, scoped too.
-    let (events, more) = inspect::events(&t.db, "ada", None, 5).await.unwrap();
+    let (events, more) = inspect::events(&t.db, "ada", None, 5, 10).await.unwrap();
     assert!(more);
     assert_eq!(events.len(), 5);
-    assert_eq!(events[0].0.id, bad.event_id);
-    assert_eq!(events[0].1[0].id, bad.run_ids[0]);
-    let (rest, more) = inspect::events(&t.db, "ada", Some(&events[4].0.id), 5)
+    assert_eq!(events[0].event.id, bad.event_id);
+    assert_eq!(events[0].runs[0].id, bad.run_ids[0]);
+    assert!(!events[0].more_runs);
+    let (rest, more) = inspect::events(&t.db, "ada", Some(&events[4].event.id), 5, 10)
         .await
         .unwrap();
     assert!(!more);
     assert_eq!(rest.len(), 3);
-    let (bob_events, _) = inspect::events(&t.db, "bob", None, 50).await.unwrap();
+    let (bob_events, _) = inspect::events(&t.db, "bob", None, 50, 10).await.unwrap();
     assert_eq!(bob_events.len(), 1);
 }
 

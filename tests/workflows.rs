@@ -7,8 +7,8 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::sign_up;
 use common::{refuse_steps_named, test_db, wait_for, Updates};
-use nodebase::auth::sign_up;
 use nodebase::domain::SignedInUser;
 use nodebase::engine::{Backoff, Engine, EngineConfig, ManualClock, NewEvent, RunStatus};
 use nodebase::workflows::HelloWorldRequested;
@@ -70,14 +70,14 @@ async fn hello_world_creates_the_workflow_for_the_events_owner_not_the_payloads_
     ticker.abort();
     workers.shutdown().await;
 
-    let victims = nodebase::workflows::list_for_user(&t.db, &victim.id)
+    let victims = nodebase::workflows::list_for_user(&t.db, &victim.id, 1000)
         .await
         .unwrap();
     assert!(
         victims.is_empty(),
         "nothing written into the victim's account: {victims:?}"
     );
-    let senders = nodebase::workflows::list_for_user(&t.db, &mallory.id)
+    let senders = nodebase::workflows::list_for_user(&t.db, &mallory.id, 1000)
         .await
         .unwrap();
     let names: Vec<&str> = senders.iter().map(|w| w.name.as_str()).collect();
@@ -125,7 +125,7 @@ async fn hello_world_creates_one_workflow_even_if_its_step_runs_twice() {
     ticker.abort();
     workers.shutdown().await;
 
-    let made: Vec<String> = nodebase::workflows::list_for_user(&t.db, &ada.id)
+    let made: Vec<String> = nodebase::workflows::list_for_user(&t.db, &ada.id, 1000)
         .await
         .unwrap()
         .into_iter()

@@ -6,6 +6,7 @@ mod m20261125_000001_auth_and_workflows;
 mod m20261125_000002_engine;
 mod m20261125_000003_retention;
 mod m20261201_000004_claim_fence;
+mod m20261201_000005_auth_throttle;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000002_engine::Migration),
             Box::new(m20261125_000003_retention::Migration),
             Box::new(m20261201_000004_claim_fence::Migration),
+            Box::new(m20261201_000005_auth_throttle::Migration),
         ]
     }
 }

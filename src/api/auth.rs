@@ -8,7 +8,11 @@ use crate::error::AppError;
 #[server(endpoint = "sign_up")]
 pub async fn sign_up(email: String, password: String) -> Result<(), AppError> {
     let state = super::app_state()?;
-    let user = crate::auth::sign_up(&state.db, &email, &password).await?;
+    let client = super::client_address(&state)?;
+    let limits = &state.config.auth_limits;
+    let user = crate::auth::sign_up(&state.db, limits, &client, &email, &password)
+        .await
+        .map_err(super::with_status)?;
     ssr::start_session(&state, &user.id).await?;
     leptos_axum::redirect("/");
     Ok(())
@@ -18,7 +22,11 @@ pub async fn sign_up(email: String, password: String) -> Result<(), AppError> {
 #[server(endpoint = "sign_in")]
 pub async fn sign_in(email: String, password: String) -> Result<(), AppError> {
     let state = super::app_state()?;
-    let user = crate::auth::sign_in(&state.db, &email, &password).await?;
+    let client = super::client_address(&state)?;
+    let limits = &state.config.auth_limits;
+    let user = crate::auth::sign_in(&state.db, limits, &client, &email, &password)
+        .await
+        .map_err(super::with_status)?;
     ssr::start_session(&state, &user.id).await?;
     leptos_axum::redirect("/");
     Ok(())
@@ -29,8 +37,10 @@ pub async fn sign_in(email: String, password: String) -> Result<(), AppError> {
 pub async fn sign_out() -> Result<(), AppError> {
     let state = super::app_state()?;
     let parts = use_context::<http::request::Parts>()
-        .ok_or_else(|| AppError::Server("request is missing".into()))?;
-    if let Some(token) = crate::auth::token_from_headers(&parts.headers) {
+        .ok_or_else(|| AppError::internal("request is missing"))?;
+    if let Some(token) =
+        crate::auth::token_from_headers(&parts.headers, state.config.secure_cookies)
+    {
         crate::auth::delete_session(&state.db, &token).await?;
     }
     ssr::set_cookie(&crate::auth::clear_cookie(state.config.secure_cookies))?;
@@ -64,9 +74,9 @@ mod ssr {
 
     pub fn set_cookie(cookie: &str) -> Result<(), AppError> {
         let response = leptos::prelude::use_context::<leptos_axum::ResponseOptions>()
-            .ok_or_else(|| AppError::Server("response is missing".into()))?;
+            .ok_or_else(|| AppError::internal("response is missing"))?;
         let value = HeaderValue::from_str(cookie)
-            .map_err(|e| AppError::Server(format!("bad cookie header: {e}")))?;
+            .map_err(|e| AppError::internal(format!("bad cookie header: {e}")))?;
         response.append_header(SET_COOKIE, value);
         Ok(())
     }

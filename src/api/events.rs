@@ -9,6 +9,9 @@ use crate::error::AppError;
 /// Payload characters shown in lists before "show all".
 pub const PREVIEW_CHARS: usize = 160;
 
+/// Runs listed under one event (the rest are on the runs page).
+pub const RUNS_PER_EVENT: u64 = 10;
+
 /// An event, with its payload as pretty JSON.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventView {
@@ -33,6 +36,8 @@ pub struct EventRow {
     /// Whether `event.data` was cut to `PREVIEW_CHARS`.
     pub truncated: bool,
     pub runs: Vec<TriggeredRun>,
+    /// Whether the event triggered more than `RUNS_PER_EVENT` runs.
+    pub more_runs: bool,
 }
 
 /// One page of events.
@@ -63,6 +68,7 @@ pub async fn get_event(id: String) -> Result<EventView, AppError> {
 pub async fn send_event(name: String, data: String) -> Result<String, AppError> {
     let user = crate::auth::require_user().await?;
     let state = super::app_state()?;
+    super::count_action(&state, &user.id)?;
     let data = super::parse_json(&data)?;
     let event = crate::engine::NewEvent::new(name.trim(), data).for_user(&user.id);
     let receipt = state
@@ -77,7 +83,7 @@ pub async fn send_event(name: String, data: String) -> Result<String, AppError> 
 pub(crate) mod ssr {
     use super::*;
     use crate::api::{no_empty, pretty, PAGE_SIZE};
-    use crate::engine::entities::{event, run};
+    use crate::engine::entities::event;
     use crate::engine::inspect;
     use crate::state::AppState;
 
@@ -96,12 +102,18 @@ pub(crate) mod ssr {
         before: Option<String>,
     ) -> Result<EventPage, AppError> {
         let before = no_empty(before);
-        let (rows, more) =
-            inspect::events(&state.db, user_id, before.as_deref(), PAGE_SIZE).await?;
+        let (rows, more) = inspect::events(
+            &state.db,
+            user_id,
+            before.as_deref(),
+            PAGE_SIZE,
+            RUNS_PER_EVENT,
+        )
+        .await?;
         let events: Vec<EventRow> = rows
             .into_iter()
-            .map(|(e, runs): (event::Model, Vec<run::Model>)| {
-                let mut view = event_view(e);
+            .map(|listing: inspect::EventListing| {
+                let mut view = event_view(listing.event);
                 let truncated = view.data.chars().count() > PREVIEW_CHARS;
                 if truncated {
                     view.data = view.data.chars().take(PREVIEW_CHARS).collect::<String>() + "…";
@@ -109,7 +121,9 @@ pub(crate) mod ssr {
                 EventRow {
                     event: view,
                     truncated,
-                    runs: runs
+                    more_runs: listing.more_runs,
+                    runs: listing
+                        .runs
                         .into_iter()
                         .map(|r| TriggeredRun {
                             id: r.id,

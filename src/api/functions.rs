@@ -28,6 +28,7 @@ pub async fn list_functions() -> Result<Vec<FunctionView>, AppError> {
 pub async fn invoke_function(function: String, data: String) -> Result<String, AppError> {
     let user = crate::auth::require_user().await?;
     let state = super::app_state()?;
+    super::count_action(&state, &user.id)?;
     let data = super::parse_json(&data)?;
     let event = crate::engine::NewEvent::new("nodebase/function.invoked", data).for_user(&user.id);
     let receipt = state
@@ -39,7 +40,7 @@ pub async fn invoke_function(function: String, data: String) -> Result<String, A
         .run_ids
         .into_iter()
         .next()
-        .ok_or_else(|| AppError::Server("no run was created".into()))
+        .ok_or_else(|| AppError::internal("no run was created"))
 }
 
 #[cfg(feature = "ssr")]

@@ -22,21 +22,52 @@ mod ssr {
     /// The server's shared state, from the Leptos context of the current request.
     pub(crate) fn app_state() -> Result<AppState, AppError> {
         leptos::prelude::use_context::<AppState>()
-            .ok_or_else(|| AppError::Server("application state is missing".into()))
+            .ok_or_else(|| AppError::internal("application state is missing"))
     }
 
-    /// An engine error as the browser may see it: bad input says why; a database
-    /// failure is logged here and shown only as "database error".
+    /// An engine error as the browser may see it: bad input says why; anything else is
+    /// logged and shown only as a reference to the log line.
     pub(crate) fn engine_error(err: EngineError) -> AppError {
         match err {
             EngineError::InvalidEvent(m) | EngineError::InvalidFunction(m) => {
                 AppError::InvalidInput(m)
             }
             EngineError::InvalidConfig(m) | EngineError::Database(m) => {
-                tracing::error!(error = %m, "engine database error");
-                AppError::Server("database error".into())
+                AppError::internal(format_args!("engine: {m}"))
             }
         }
+    }
+
+    /// The current request's parts (headers, client address).
+    pub(crate) fn request_parts() -> Result<http::request::Parts, AppError> {
+        leptos::prelude::use_context::<http::request::Parts>()
+            .ok_or_else(|| AppError::internal("request is missing"))
+    }
+
+    /// The address the current request comes from (see `auth::client_address`).
+    pub(crate) fn client_address(state: &AppState) -> Result<String, AppError> {
+        let parts = request_parts()?;
+        Ok(crate::auth::client_address(
+            &parts,
+            state.config.client_ip_header.as_ref(),
+        ))
+    }
+
+    /// Counts one action (a send, an invoke, a re-run) against the user's limit.
+    pub(crate) fn count_action(state: &AppState, user_id: &str) -> Result<(), AppError> {
+        state.limits.action(user_id).map_err(with_status)
+    }
+
+    /// Gives the response the status `err` calls for (429 with `Retry-After`, 503…).
+    pub(crate) fn with_status(err: AppError) -> AppError {
+        if let Some(response) = leptos::prelude::use_context::<leptos_axum::ResponseOptions>() {
+            let (status, retry_after) = err.status();
+            response.set_status(status);
+            if let Some(secs) = retry_after {
+                response.insert_header(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
+            }
+        }
+        err
     }
 
     /// Parses user-typed JSON; an empty box means `{}`.

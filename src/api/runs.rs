@@ -115,6 +115,7 @@ pub async fn cancel_run(id: String) -> Result<(), AppError> {
 pub async fn rerun_run(id: String) -> Result<String, AppError> {
     let user = crate::auth::require_user().await?;
     let state = super::app_state()?;
+    super::count_action(&state, &user.id)?;
     ssr::run_detail(&state, &user.id, &id).await?;
     state
         .engine

@@ -13,12 +13,15 @@ pub struct WorkflowView {
     pub created_at: i64,
 }
 
-/// The signed-in user's workflows, newest first.
+/// The most workflows the home page lists.
+pub const WORKFLOW_LIST_LIMIT: u64 = 100;
+
+/// The signed-in user's newest workflows (at most `WORKFLOW_LIST_LIMIT`), newest first.
 #[server(endpoint = "get_workflows")]
 pub async fn get_workflows() -> Result<Vec<WorkflowView>, AppError> {
     let user = crate::auth::require_user().await?;
     let state = super::app_state()?;
-    let rows = crate::workflows::list_for_user(&state.db, &user.id).await?;
+    let rows = crate::workflows::list_for_user(&state.db, &user.id, WORKFLOW_LIST_LIMIT).await?;
     Ok(rows.into_iter().map(view).collect())
 }
 
@@ -32,6 +35,7 @@ pub async fn create_workflow() -> Result<WorkflowView, AppError> {
 
     let user = crate::auth::require_user().await?;
     let state = super::app_state()?;
+    super::count_action(&state, &user.id)?;
     let txn = state.db.begin().await?;
     let workflow = workflows::create(&txn, &user.id, FIRST_WORKFLOW_NAME).await?;
     state

@@ -1,22 +1,56 @@
-//! Creating accounts and checking passwords, with a lockout after repeated failures.
+//! Creating accounts and checking passwords, each behind attempt budgets that are spent
+//! before any password work is done (see `throttle`).
+//!
+//! Sign-in spends from two budgets: the client address's and the email address's. The
+//! email budget exists for every address typed, with or without an account, so being
+//! refused says nothing about who has an account; an unknown address costs one
+//! password check, like a wrong password. Sign-up spends from the client address's
+//! budget and then says plainly when an address is taken: whether an address has an
+//! account can be learnt only at that budget's pace.
 use std::sync::LazyLock;
+use std::time::Duration;
 
-use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set, SqlErr,
 };
 
 use super::password;
+use super::throttle::{self, Budget};
 use crate::db::now_ms;
 use crate::domain::SignedInUser;
 use crate::entities::user;
 use crate::error::AppError;
 
-/// Failed sign-ins allowed before the account is locked for a while.
-const FREE_ATTEMPTS: i32 = 5;
-/// The first lockout; each further failure doubles it, up to `MAX_LOCK_MS`.
-const BASE_LOCK_MS: i64 = 30_000;
-const MAX_LOCK_MS: i64 = 15 * 60_000;
+/// The budgets that bound guessing and sign-ups.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AuthLimits {
+    /// Sign-in attempts for one email address, from anywhere.
+    pub sign_ins_per_email: Budget,
+    /// Sign-in attempts from one client address, for any email (a success gives its
+    /// attempt back, so many people behind one address can sign in).
+    pub sign_ins_per_client: Budget,
+    /// New accounts from one client address.
+    pub sign_ups_per_client: Budget,
+}
+
+impl Default for AuthLimits {
+    fn default() -> Self {
+        AuthLimits {
+            sign_ins_per_email: Budget {
+                burst: 5,
+                every: Duration::from_secs(180),
+            },
+            sign_ins_per_client: Budget {
+                burst: 20,
+                every: Duration::from_secs(30),
+            },
+            sign_ups_per_client: Budget {
+                burst: 20,
+                every: Duration::from_secs(180),
+            },
+        }
+    }
+}
 
 /// A PHC string that matches no password: checked when the email is unknown, so that a
 /// wrong email costs as long as a wrong password and does not reveal who has an account.
@@ -62,14 +96,25 @@ fn check_password_rules(password: &str) -> Result<(), AppError> {
     Ok(())
 }
 
-/// Creates an account. A taken email or a weak password is an `InvalidInput`.
+/// Creates an account for a request from `client` (its address). A taken email or a
+/// weak password is an `InvalidInput`; past the client's sign-up budget,
+/// `TooManyAttempts`.
 pub async fn sign_up(
     db: &impl ConnectionTrait,
+    limits: &AuthLimits,
+    client: &str,
     email: &str,
     password: &str,
 ) -> Result<SignedInUser, AppError> {
     let email = normalize_email(email)?;
     check_password_rules(password)?;
+    throttle::spend(
+        db,
+        &format!("sign-up:client:{client}"),
+        limits.sign_ups_per_client,
+        now_ms(),
+    )
+    .await?;
     let taken = user::Entity::find()
         .filter(user::Column::Email.eq(&email))
         .one(db)
@@ -85,8 +130,6 @@ pub async fn sign_up(
         id: Set(cuid2::create_id()),
         email: Set(email.clone()),
         password_hash: Set(password_hash),
-        failed_sign_ins: Set(0),
-        locked_until: Set(None),
         created_at: Set(now_ms()),
     }
     .insert(db)
@@ -101,17 +144,26 @@ pub async fn sign_up(
     }
 }
 
-/// Checks an email and password. Wrong credentials give one message whichever was
-/// wrong; after `FREE_ATTEMPTS` failures the account is locked for a growing time.
+/// Checks an email and password sent from `client`. Wrong credentials give one message
+/// whichever was wrong; once a budget is spent, `TooManyAttempts` — before, and
+/// instead of, any password check.
 pub async fn sign_in(
     db: &impl ConnectionTrait,
+    limits: &AuthLimits,
+    client: &str,
     email: &str,
     password: &str,
 ) -> Result<SignedInUser, AppError> {
     let wrong = || AppError::InvalidInput("wrong email or password".into());
+    let now = now_ms();
+    let client_key = format!("sign-in:client:{client}");
+    throttle::spend(db, &client_key, limits.sign_ins_per_client, now).await?;
     let Ok(email) = normalize_email(email) else {
         return Err(wrong());
     };
+    let email_key = format!("sign-in:email:{email}");
+    throttle::spend(db, &email_key, limits.sign_ins_per_email, now).await?;
+
     let Some(user) = user::Entity::find()
         .filter(user::Column::Email.eq(&email))
         .one(db)
@@ -120,44 +172,12 @@ pub async fn sign_in(
         password::verify(password.to_string(), DUMMY_HASH.clone()).await?;
         return Err(wrong());
     };
-
-    let now = now_ms();
-    if let Some(until) = user.locked_until.filter(|&until| until > now) {
-        return Err(AppError::TooManyAttempts(
-            ((until - now) as u64).div_ceil(1000),
-        ));
+    if !password::verify(password.to_string(), user.password_hash.clone()).await? {
+        return Err(wrong());
     }
-
-    if password::verify(password.to_string(), user.password_hash.clone()).await? {
-        if user.failed_sign_ins != 0 || user.locked_until.is_some() {
-            let mut active: user::ActiveModel = user.clone().into();
-            active.failed_sign_ins = Set(0);
-            active.locked_until = Set(None);
-            active.update(db).await?;
-        }
-        return Ok(user.into());
-    }
-
-    // Count the failure in the database (not in memory), so the limit holds across
-    // processes and restarts.
-    let failures = user.failed_sign_ins + 1;
-    let locked_until = (failures >= FREE_ATTEMPTS).then(|| {
-        let doublings = (failures - FREE_ATTEMPTS).min(10) as u32;
-        now + (BASE_LOCK_MS << doublings).min(MAX_LOCK_MS)
-    });
-    user::Entity::update_many()
-        .col_expr(
-            user::Column::FailedSignIns,
-            sea_orm::ExprTrait::add(Expr::col(user::Column::FailedSignIns), 1),
-        )
-        .col_expr(user::Column::LockedUntil, Expr::value(locked_until))
-        .filter(user::Column::Id.eq(&user.id))
-        .exec(db)
-        .await?;
-    match locked_until {
-        Some(until) => Err(AppError::TooManyAttempts(
-            ((until - now) as u64).div_ceil(1000),
-        )),
-        None => Err(wrong()),
-    }
+    // The owner is in: what guessers spent of this address is forgotten, and the
+    // client's attempt comes back.
+    throttle::reset(db, &email_key).await?;
+    throttle::refund(db, &client_key, limits.sign_ins_per_client).await?;
+    Ok(user.into())
 }

@@ -16,10 +16,10 @@ const PUBLIC_PAGES: [&str; 2] = ["/signin", "/signup"];
 /// The signed-in user of the current server-function call, or `Unauthorized` (HTTP 401).
 pub async fn require_user() -> Result<SignedInUser, AppError> {
     let state = use_context::<AppState>()
-        .ok_or_else(|| AppError::Server("application state is missing".into()))?;
+        .ok_or_else(|| AppError::internal("application state is missing"))?;
     let parts = use_context::<http::request::Parts>()
-        .ok_or_else(|| AppError::Server("request is missing".into()))?;
-    let user = match token_from_headers(&parts.headers) {
+        .ok_or_else(|| AppError::internal("request is missing"))?;
+    let user = match token_from_headers(&parts.headers, state.config.secure_cookies) {
         Some(token) => user_for_token(&state.db, &token).await?,
         None => None,
     };
@@ -42,7 +42,7 @@ pub async fn guard_pages(State(state): State<AppState>, req: Request, next: Next
         return next.run(req).await;
     }
     let public = PUBLIC_PAGES.contains(&path);
-    let signed_in = match token_from_headers(req.headers()) {
+    let signed_in = match token_from_headers(req.headers(), state.config.secure_cookies) {
         Some(token) => match user_for_token(&state.db, &token).await {
             Ok(user) => user.is_some(),
             Err(_) => {

@@ -14,8 +14,16 @@ use crate::db::now_ms;
 use crate::entities::{session, user};
 use crate::error::AppError;
 
-/// The session cookie's name.
-pub const SESSION_COOKIE: &str = "nodebase_session";
+/// The session cookie's name. Served over HTTPS (`secure`) it has the `__Host-` prefix:
+/// browsers then accept it only with `Secure`, `Path=/` and no `Domain`, so no other
+/// host — a sibling subdomain, a plain-HTTP page on the same name — can set or replace it.
+pub fn cookie_name(secure: bool) -> &'static str {
+    if secure {
+        "__Host-nodebase_session"
+    } else {
+        "nodebase_session"
+    }
+}
 
 fn token_hash(token: &str) -> String {
     let digest = Sha256::digest(token.as_bytes());
@@ -74,21 +82,22 @@ pub async fn purge_expired_sessions(db: &impl ConnectionTrait) -> Result<u64, Ap
     Ok(deleted.rows_affected)
 }
 
-/// The session token carried by a request's `Cookie` headers.
-pub fn token_from_headers(headers: &HeaderMap) -> Option<String> {
+/// The session token carried by a request's `Cookie` headers (`secure` as for
+/// `cookie_name`).
+pub fn token_from_headers(headers: &HeaderMap, secure: bool) -> Option<String> {
     headers
         .get_all(http::header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(Cookie::split_parse)
         .filter_map(Result::ok)
-        .find(|c| c.name() == SESSION_COOKIE)
+        .find(|c| c.name() == cookie_name(secure))
         .map(|c| c.value().to_string())
 }
 
 /// The `Set-Cookie` value that stores a session token in the browser.
 pub fn session_cookie(token: &str, ttl: Duration, secure: bool) -> String {
-    Cookie::build((SESSION_COOKIE, token.to_string()))
+    Cookie::build((cookie_name(secure), token.to_string()))
         .path("/")
         .http_only(true)
         .same_site(SameSite::Lax)
@@ -100,7 +109,7 @@ pub fn session_cookie(token: &str, ttl: Duration, secure: bool) -> String {
 
 /// The `Set-Cookie` value that removes the session cookie.
 pub fn clear_cookie(secure: bool) -> String {
-    Cookie::build((SESSION_COOKIE, ""))
+    Cookie::build((cookie_name(secure), ""))
         .path("/")
         .http_only(true)
         .same_site(SameSite::Lax)

@@ -10,10 +10,6 @@ pub struct Model {
     pub email: String,
     /// An argon2id PHC string.
     pub password_hash: String,
-    /// Failed sign-ins since the last success; drives the lockout.
-    pub failed_sign_ins: i32,
-    /// Unix ms before which sign-in is refused.
-    pub locked_until: Option<i64>,
     pub created_at: i64,
 }
 

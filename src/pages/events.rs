@@ -112,6 +112,7 @@ fn EventLine(row: EventRow) -> impl IntoView {
                         .collect_view()
                         .into_any()
                 }}
+                {row.more_runs.then(|| view! { <span class="muted">"and more on the runs page"</span> })}
             </div>
         </li>
     }

@@ -1,7 +1,7 @@
 //! The home page: the signed-in user's workflows and the button that creates one.
 use leptos::prelude::*;
 
-use crate::api::workflows::{get_workflows, CreateWorkflow, WorkflowView};
+use crate::api::workflows::{get_workflows, CreateWorkflow, WorkflowView, WORKFLOW_LIST_LIMIT};
 use crate::components::form_error::LoadError;
 use crate::components::live::use_live_runs;
 use crate::components::nav::Nav;
@@ -59,7 +59,11 @@ fn WorkflowList(workflows: Vec<WorkflowView>) -> impl IntoView {
     if workflows.is_empty() {
         return view! { <p class="muted">"No workflows yet."</p> }.into_any();
     }
+    let capped = workflows.len() as u64 >= WORKFLOW_LIST_LIMIT;
     view! {
+        <Show when=move || capped>
+            <p class="muted">{format!("Showing the newest {WORKFLOW_LIST_LIMIT}.")}</p>
+        </Show>
         <ul class="workflows">
             {workflows
                 .into_iter()

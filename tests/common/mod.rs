@@ -148,3 +148,26 @@ pub async fn wait_for_all(updates: &mut Updates, run_ids: &[String], status: Run
     .await
     .unwrap_or_else(|_| panic!("runs {run_ids:?} did not all become {status} within {deadline:?}"));
 }
+
+/// The client address tests sign up and sign in from.
+pub const TEST_CLIENT: &str = "192.0.2.1";
+
+/// Creates an account with the default limits, as a request from `TEST_CLIENT` would.
+pub async fn sign_up(
+    db: &DatabaseConnection,
+    email: &str,
+    password: &str,
+) -> Result<nodebase::domain::SignedInUser, nodebase::error::AppError> {
+    let limits = nodebase::auth::AuthLimits::default();
+    nodebase::auth::sign_up(db, &limits, TEST_CLIENT, email, password).await
+}
+
+/// Signs in with the default limits, as a request from `TEST_CLIENT` would.
+pub async fn sign_in(
+    db: &DatabaseConnection,
+    email: &str,
+    password: &str,
+) -> Result<nodebase::domain::SignedInUser, nodebase::error::AppError> {
+    let limits = nodebase::auth::AuthLimits::default();
+    nodebase::auth::sign_in(db, &limits, TEST_CLIENT, email, password).await
+}

@@ -186,13 +186,25 @@ pub async fn run_detail(
     Ok(listing.map(|l| (l, event, steps)))
 }
 
-/// The user's events, newest first, each with the runs it triggered.
+/// An event in a list, with the first runs it triggered.
+#[derive(Clone, Debug)]
+pub struct EventListing {
+    pub event: event::Model,
+    /// Oldest first, at most the `runs_per_event` asked for.
+    pub runs: Vec<run::Model>,
+    /// Whether the event triggered more runs than `runs`.
+    pub more_runs: bool,
+}
+
+/// A page of `user_id`'s events, newest first, `limit` of them after `before` (an
+/// event id), each with at most `runs_per_event` of its runs; and whether more follow.
 pub async fn events(
     db: &impl ConnectionTrait,
     user_id: &str,
     before: Option<&str>,
     limit: u64,
-) -> Result<(Vec<(event::Model, Vec<run::Model>)>, bool), DbErr> {
+    runs_per_event: u64,
+) -> Result<(Vec<EventListing>, bool), DbErr> {
     let mut query = event::Entity::find()
         .filter(event::Column::UserId.eq(user_id))
         .order_by(event::Column::Id, Order::Desc)
@@ -203,23 +215,21 @@ pub async fn events(
     let mut rows = query.all(db).await?;
     let more = rows.len() as u64 > limit;
     rows.truncate(limit as usize);
-    let ids: Vec<String> = rows.iter().map(|e| e.id.clone()).collect();
-    let mut runs: HashMap<String, Vec<run::Model>> = HashMap::new();
-    for run in run::Entity::find()
-        .filter(run::Column::EventId.is_in(ids))
-        .order_by_asc(run::Column::Id)
-        .all(db)
-        .await?
-    {
-        runs.entry(run.event_id.clone()).or_default().push(run);
+    let mut listings = Vec::with_capacity(rows.len());
+    for event in rows {
+        let mut runs = run::Entity::find()
+            .filter(run::Column::EventId.eq(&event.id))
+            .order_by_asc(run::Column::Id)
+            .limit(runs_per_event + 1)
+            .all(db)
+            .await?;
+        let more_runs = runs.len() as u64 > runs_per_event;
+        runs.truncate(runs_per_event as usize);
+        listings.push(EventListing {
+            event,
+            runs,
+            more_runs,
+        });
     }
-    Ok((
-        rows.into_iter()
-            .map(|e| {
-                let r = runs.remove(&e.id).unwrap_or_default();
-                (e, r)
-            })
-            .collect(),
-        more,
-    ))
+    Ok((listings, more))
 }
