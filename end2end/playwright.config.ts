@@ -52,6 +52,11 @@ export default defineConfig({
       LEPTOS_SITE_ROOT: 'target/site',
       LEPTOS_OUTPUT_NAME: 'nodebase',
       RUST_LOG: 'info',
+      // The suite signs up more users from 127.0.0.1 than a person would.
+      NODEBASE_SIGN_UPS_PER_HOUR: '1000',
+      // As behind a reverse proxy: the tests play clients at other addresses by
+      // setting this header (requests without it count as the peer, 127.0.0.1).
+      NODEBASE_CLIENT_IP_HEADER: 'x-forwarded-for',
     },
   },
 });

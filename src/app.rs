@@ -16,6 +16,8 @@ use crate::pages::sign_up::SignUpPage;
 
 /// The document around the app, rendered on the server.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    crate::auth::set_page_policy();
     view! {
         <!DOCTYPE html>
         <html lang="ko">

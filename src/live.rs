@@ -19,7 +19,8 @@ const SESSION_CHECK: std::time::Duration = std::time::Duration::from_secs(5);
 /// The path of the stream.
 pub const PATH: &str = crate::domain::LIVE_PATH;
 
-/// Streams run updates of the session's user; 401 without a session.
+/// Streams run updates of the session's user; 401 without a session, 429 past the
+/// per-user cap on open streams.
 pub async fn stream(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let Some(token) = token_from_headers(&headers, state.config.secure_cookies) else {
         return StatusCode::UNAUTHORIZED.into_response();
@@ -28,6 +29,15 @@ pub async fn stream(State(state): State<AppState>, headers: HeaderMap) -> Respon
         Ok(Some(user)) => user.id,
         Ok(None) => return StatusCode::UNAUTHORIZED.into_response(),
         Err(_) => return StatusCode::SERVICE_UNAVAILABLE.into_response(),
+    };
+    // A cap on open streams per user: each holds a connection and a subscription.
+    let Some(slot) = state.limits.open_stream(&user_id) else {
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(http::header::RETRY_AFTER, "5")],
+            "too many live streams open; close a tab",
+        )
+            .into_response();
     };
     let mut stopping = state.stopping.clone();
     let db = state.db.clone();
@@ -48,6 +58,7 @@ pub async fn stream(State(state): State<AppState>, headers: HeaderMap) -> Respon
             _ = stopping.wait_for(|stop| *stop) => {}
             _ = session_ended => {}
         }
+        drop(slot);
     });
     Sse::new(updates)
         .keep_alive(KeepAlive::default())

@@ -12,7 +12,7 @@ mod throttle;
 pub use accounts::{sign_in, sign_up, AuthLimits};
 pub use client::client_address;
 pub use guard::{guard_pages, require_user};
-pub use origin::{same_site_only, security_headers};
+pub use origin::{page_policy, same_site_only, security_headers, set_page_policy};
 pub use password::checks_performed as password_checks_performed;
 pub use session::{
     clear_cookie, cookie_name, create_session, delete_session, purge_expired_sessions,

@@ -42,15 +42,41 @@ fn from_this_site(headers: &HeaderMap) -> bool {
     }
 }
 
+/// The content security policy of an HTML page whose inline scripts carry `nonce`:
+/// scripts only from this site or with the nonce (no `eval`; WebAssembly may be
+/// compiled), styles only from this site (plus `style` attributes, which the run
+/// timeline sets), every fetch and stream to this site only, no plugins, no framing.
+pub fn page_policy(nonce: &str) -> Option<HeaderValue> {
+    HeaderValue::from_str(&format!(
+        "default-src 'self'; script-src 'self' 'nonce-{nonce}' 'wasm-unsafe-eval'; \
+         style-src 'self'; style-src-attr 'unsafe-inline'; img-src 'self' data:; \
+         connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; \
+         frame-ancestors 'none'"
+    ))
+    .ok()
+}
+
+/// Gives the page being rendered its policy, with the nonce Leptos put on its
+/// hydration scripts (call while rendering the shell).
+pub fn set_page_policy() {
+    let nonce = leptos::nonce::use_nonce();
+    let response = leptos::prelude::use_context::<leptos_axum::ResponseOptions>();
+    if let (Some(nonce), Some(response)) = (nonce, response) {
+        if let Some(policy) = page_policy(&nonce) {
+            response.insert_header(header::CONTENT_SECURITY_POLICY, policy);
+        }
+    }
+}
+
 /// Headers every response carries: no framing by other sites, no MIME sniffing, no
-/// full URLs leaked to other sites, and a policy that keeps plugins and foreign
-/// `<base>`/form targets out.
+/// full URLs leaked to other sites, and — unless a page set its own (`page_policy`) —
+/// a policy that allows nothing to run or load.
 pub fn security_headers() -> [(header::HeaderName, HeaderValue); 4] {
     [
         (
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(
-                "frame-ancestors 'none'; object-src 'none'; base-uri 'self'; form-action 'self'",
+                "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
             ),
         ),
         (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
