@@ -75,3 +75,23 @@ impl From<sea_orm::TransactionError<AppError>> for AppError {
         }
     }
 }
+
+#[cfg(all(test, feature = "ssr"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_details_stay_in_the_log_and_the_client_gets_a_reference() {
+        let err: AppError = sea_orm::DbErr::Custom("password=hunter2 at db.internal".into()).into();
+        let AppError::Server(shown) = &err else {
+            panic!("{err:?}")
+        };
+        assert!(shown.starts_with("internal error (reference "), "{shown}");
+        assert!(!shown.contains("hunter2") && !shown.contains("db.internal"));
+        assert_eq!(err.status().0, http::StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            AppError::TooManyAttempts(7).status(),
+            (http::StatusCode::TOO_MANY_REQUESTS, Some(7))
+        );
+    }
+}

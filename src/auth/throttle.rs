@@ -48,13 +48,12 @@ pub async fn spend(
     .exec_without_returning(db)
     .await?;
     // refilled_at = max(refilled_at, now) + every, only while within the burst.
+    let later_of =
+        Expr::case(Column::RefilledAt.gt(now), Expr::col(Column::RefilledAt)).finally(now);
     let spent = Entity::update_many()
         .col_expr(
             Column::RefilledAt,
-            Expr::cust_with_values(
-                "CASE WHEN refilled_at > ? THEN refilled_at ELSE ? END + ?",
-                [now, now, budget.every_ms()],
-            ),
+            sea_orm::ExprTrait::add(Expr::expr(later_of), budget.every_ms()),
         )
         .filter(Column::Key.eq(key))
         .filter(Column::RefilledAt.lte(now + budget.slack_ms()))
