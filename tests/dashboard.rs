@@ -153,14 +153,14 @@ async fn runs_are_filtered_paged_and_scoped_to_their_user() {
     );
 
     // A run's page: found for its owner only, with its steps.
-    let (listing, event, steps) = inspect::run_detail(&t.db, "ada", &bad.run_ids[0])
+    let (listing, event, steps) = inspect::run_detail(&t.db, "ada", &bad.run_ids[0], 1000)
         .await
         .unwrap()
         .expect("ada's run");
     assert_eq!(listing.run.status.as_str(), "failed");
     assert_eq!(event.name, "test/bad");
     assert_eq!(steps.len(), 1);
-    assert!(inspect::run_detail(&t.db, "bob", &bad.run_ids[0])
+    assert!(inspect::run_detail(&t.db, "bob", &bad.run_ids[0], 1000)
         .await
         .unwrap()
         .is_none());
@@ -214,7 +214,7 @@ async fn invoke_runs_one_function_and_rerun_links_to_the_original() {
     )
     .await;
     workers.shutdown().await;
-    let (listing, event, _) = inspect::run_detail(&t.db, "ada", &again)
+    let (listing, event, _) = inspect::run_detail(&t.db, "ada", &again, 1000)
         .await
         .unwrap()
         .unwrap();

@@ -54,6 +54,9 @@ pub struct StepView {
     pub output: Option<String>,
 }
 
+/// The most steps a run's page lists.
+pub const STEPS_SHOWN: u64 = 1000;
+
 /// Everything the run page shows.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunDetail {
@@ -64,6 +67,7 @@ pub struct RunDetail {
     pub error: Option<String>,
     /// Who cancelled the run, if it was cancelled by someone who said.
     pub cancelled_by: Option<String>,
+    /// The first `STEPS_SHOWN` steps.
     pub steps: Vec<StepView>,
     /// The server's clock when this was read (Unix ms), to draw running bars.
     pub now: i64,
@@ -221,7 +225,7 @@ mod ssr {
         user_id: &str,
         id: &str,
     ) -> Result<RunDetail, AppError> {
-        let (listing, event, steps) = inspect::run_detail(&state.db, user_id, id)
+        let (listing, event, steps) = inspect::run_detail(&state.db, user_id, id, STEPS_SHOWN)
             .await?
             .ok_or(AppError::NotFound)?;
         let output = listing.run.output.as_deref().map(pretty);

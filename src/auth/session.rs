@@ -118,3 +118,39 @@ pub fn clear_cookie(secure: bool) -> String {
         .build()
         .to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn over_https_the_cookie_is_host_prefixed_and_secure() {
+        let ttl = Duration::from_secs(60);
+        let secure = session_cookie("t0ken", ttl, true);
+        assert!(
+            secure.starts_with("__Host-nodebase_session=t0ken"),
+            "{secure}"
+        );
+        for part in ["HttpOnly", "SameSite=Lax", "Secure", "Path=/"] {
+            assert!(secure.contains(part), "{part} in {secure}");
+        }
+        assert!(!secure.contains("Domain"), "{secure}");
+        let plain = session_cookie("t0ken", ttl, false);
+        assert!(plain.starts_with("nodebase_session=t0ken") && !plain.contains("Secure"));
+
+        // Each setting reads only its own cookie name.
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            http::header::COOKIE,
+            "nodebase_session=plain; __Host-nodebase_session=host"
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(token_from_headers(&headers, true).as_deref(), Some("host"));
+        assert_eq!(
+            token_from_headers(&headers, false).as_deref(),
+            Some("plain")
+        );
+        assert!(clear_cookie(true).starts_with("__Host-nodebase_session=;"));
+    }
+}

@@ -3,7 +3,7 @@ use leptos::prelude::*;
 use leptos_router::components::A;
 use leptos_router::hooks::{use_navigate, use_params_map};
 
-use crate::api::runs::{get_run, CancelRun, RerunRun, RunDetail, StepView};
+use crate::api::runs::{get_run, CancelRun, RerunRun, RunDetail, StepView, STEPS_SHOWN};
 use crate::components::form_error::{action_error, FormError, LoadError};
 use crate::components::live::use_live_runs;
 use crate::components::nav::Nav;
@@ -163,6 +163,7 @@ fn Timeline(detail: RunDetail) -> impl IntoView {
         .unwrap_or(detail.now)
         .max(start + 1);
     let span = (end - start) as f64;
+    let capped = detail.steps.len() as u64 >= STEPS_SHOWN;
     let steps = detail
         .steps
         .into_iter()
@@ -174,6 +175,7 @@ fn Timeline(detail: RunDetail) -> impl IntoView {
         })
         .collect_view();
     view! {
+        {capped.then(|| view! { <p class="muted">{format!("The first {STEPS_SHOWN} steps.")}</p> })}
         <ol class="timeline">{steps}</ol>
         <p class="axis muted">
             <span>{format_time(start)}</span>

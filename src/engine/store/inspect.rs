@@ -158,11 +158,12 @@ pub async fn counts_by_function(
         .collect()
 }
 
-/// One run of the user's, with its event and steps in order.
+/// One run of the user's, with its event and its first `max_steps` steps in order.
 pub async fn run_detail(
     db: &impl ConnectionTrait,
     user_id: &str,
     run_id: &str,
+    max_steps: u64,
 ) -> Result<Option<(RunListing, event::Model, Vec<step::Model>)>, DbErr> {
     let Some(run) = run::Entity::find_by_id(run_id.to_string())
         .filter(run::Column::UserId.eq(user_id))
@@ -180,6 +181,7 @@ pub async fn run_detail(
     let steps = step::Entity::find()
         .filter(step::Column::RunId.eq(run_id))
         .order_by_asc(step::Column::Position)
+        .limit(max_steps)
         .all(db)
         .await?;
     let listing = listings(db, vec![run]).await?.pop();
