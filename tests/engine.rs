@@ -920,3 +920,60 @@ async fn a_run_never_completes_without_the_record_of_a_step_the_database_refused
         Some("\"done\"")
     );
 }
+
+#[tokio::test]
+async fn a_large_batch_is_stored_whole_in_the_callers_transaction_or_not_at_all() {
+    let t = test_db().await;
+    let noop = |id: &str| Function::new(id, |_ctx| async { Ok(json!(null)) }).trigger("test/batch");
+    let engine = Engine::builder(t.db.clone())
+        .function(noop("batch-a"))
+        .function(noop("batch-b"))
+        .config(fast())
+        .build()
+        .unwrap();
+    let payload = |i: usize| json!({ "i": i, "text": "it's \"quoted\" \\ and ✓ 한글" });
+    let batch = || {
+        (0..1_200)
+            .map(|i| NewEvent::new("test/batch", payload(i)).for_user("ada"))
+            .collect::<Vec<_>>()
+    };
+
+    let txn = t.db.begin().await.unwrap();
+    engine.send_many(&txn, batch()).await.unwrap();
+    txn.rollback().await.unwrap();
+    assert_eq!(event::Entity::find().count(&t.db).await.unwrap(), 0);
+    assert_eq!(run::Entity::find().count(&t.db).await.unwrap(), 0);
+
+    let txn = t.db.begin().await.unwrap();
+    let receipts = engine.send_many(&txn, batch()).await.unwrap();
+    txn.commit().await.unwrap();
+    assert_eq!(receipts.len(), 1_200);
+    assert_eq!(event::Entity::find().count(&t.db).await.unwrap(), 1_200);
+    assert_eq!(run::Entity::find().count(&t.db).await.unwrap(), 2_400);
+    for i in [0, 599, 1_199] {
+        let receipt = &receipts[i];
+        let stored = event::Entity::find_by_id(receipt.event_id.clone())
+            .one(&t.db)
+            .await
+            .unwrap()
+            .expect("event stored");
+        assert_eq!(stored.user_id.as_deref(), Some("ada"));
+        let data: serde_json::Value = serde_json::from_str(&stored.data).unwrap();
+        assert_eq!(data, payload(i));
+        assert_eq!(receipt.run_ids.len(), 2);
+        for run_id in &receipt.run_ids {
+            let r = run_row(&t.db, run_id).await;
+            assert_eq!(r.event_id, receipt.event_id);
+            assert_eq!(r.user_id.as_deref(), Some("ada"));
+            assert_eq!(r.status, RunStatus::Queued);
+            assert_eq!((r.claims, r.stalled_claims, r.attempts), (0, 0, 0));
+            assert_eq!(r.created_at, r.due_at);
+        }
+    }
+    // And the engine runs them all.
+    let mut updates = common::Updates::new(engine.subscribe());
+    let workers = engine.start();
+    let ids: Vec<String> = receipts.iter().flat_map(|r| r.run_ids.clone()).collect();
+    wait_for_all(&mut updates, &ids, RunStatus::Completed).await;
+    workers.shutdown().await;
+}

@@ -53,7 +53,12 @@ pub(crate) async fn wake_on_commit(conn: &impl ConnectionTrait) -> Result<(), Db
 
 /// The SQL expression that sends the wake-up signal (PostgreSQL only).
 pub(crate) fn wake_expr() -> Expr {
-    Expr::cust(format!("pg_notify('{WAKE}', '')"))
+    Expr::cust(wake_sql())
+}
+
+/// `wake_expr` as SQL text.
+pub(crate) fn wake_sql() -> String {
+    format!("pg_notify('{WAKE}', '')")
 }
 
 /// On PostgreSQL: tells the other processes about `updates` (at commit, if `conn` is a

@@ -64,8 +64,6 @@ pub(crate) async fn send_many<'a, C: ConnectionTrait + TransactionTrait>(
         })
         .collect();
     let one_statement = conn.get_database_backend() == DbBackend::Postgres
-        && rows.len() <= ROWS_PER_INSERT
-        && rows.iter().map(|r| r.runs.len()).sum::<usize>() <= ROWS_PER_INSERT
         && rows.iter().all(|r| r.idempotency_key.is_none());
     if one_statement {
         send_in_one_statement(conn, rows).await
@@ -123,43 +121,63 @@ fn rows(p: Prepared, functions: &[String], now: i64) -> Rows {
 
 /// PostgreSQL, no idempotency keys: the events, their runs and the wake-up signal in
 /// one statement — atomic by itself, and one round trip (plus the commit's flush when
-/// `conn` is not a transaction).
+/// `conn` is not a transaction). The rows travel as two JSON arrays, unpacked by
+/// `json_to_recordset`: the statement's text is the same for any number of rows, so it
+/// is prepared once, and no batch meets the limit on bound parameters.
 async fn send_in_one_statement<C: ConnectionTrait>(
     conn: &C,
     rows: Vec<Rows>,
 ) -> Result<Vec<SendReceipt>, EngineError> {
+    use sea_orm::TryIntoModel;
+
     let mut events = Vec::with_capacity(rows.len());
     let mut runs = Vec::new();
     let mut receipts = Vec::with_capacity(rows.len());
     for r in rows {
-        events.push(r.event);
-        runs.extend(r.runs);
+        let e = r.event.try_into_model()?;
+        events.push(serde_json::json!({
+            "id": e.id, "name": e.name, "data": e.data, "user_id": e.user_id, "ts": e.ts,
+        }));
+        for run in r.runs {
+            let m = run.try_into_model()?;
+            runs.push(serde_json::json!({
+                "id": m.id, "function_id": m.function_id, "event_id": m.event_id,
+                "user_id": m.user_id, "status": m.status.as_str(), "due_at": m.due_at,
+                "claims": m.claims, "stalled_claims": m.stalled_claims,
+                "attempts": m.attempts, "rerun_of": m.rerun_of,
+                "created_at": m.created_at, "updated_at": m.updated_at,
+            }));
+        }
         receipts.push(r.receipt);
     }
     if events.is_empty() {
         return Ok(receipts);
     }
-    let insert_events = event::Entity::insert_many(events).into_query();
-    let mut with = WithClause::new();
-    with.cte(
-        CommonTableExpression::new()
-            .query(insert_events)
-            .table_name(Alias::new("new_events"))
-            .to_owned(),
-    );
-    let mut last = Query::select();
-    if runs.is_empty() {
-        last.expr(Expr::val(1));
+    const INSERT_EVENTS: &str = "INSERT INTO event (id, name, data, user_id, ts) \
+        SELECT id, name, data, user_id, ts FROM json_to_recordset($1::json) \
+        AS e(id text, name text, data text, user_id text, ts bigint)";
+    const INSERT_RUNS: &str = "INSERT INTO run (id, function_id, event_id, user_id, status, \
+        due_at, claims, stalled_claims, attempts, rerun_of, created_at, updated_at) \
+        SELECT id, function_id, event_id, user_id, status, due_at, claims, stalled_claims, \
+        attempts, rerun_of, created_at, updated_at FROM json_to_recordset($2::json) \
+        AS r(id text, function_id text, event_id text, user_id text, status text, \
+        due_at bigint, claims integer, stalled_claims integer, attempts integer, \
+        rerun_of text, created_at bigint, updated_at bigint)";
+    let events = serde_json::Value::Array(events).to_string();
+    let statement = if runs.is_empty() {
+        sea_orm::Statement::from_sql_and_values(DbBackend::Postgres, INSERT_EVENTS, [events.into()])
     } else {
-        with.cte(
-            CommonTableExpression::new()
-                .query(run::Entity::insert_many(runs).into_query())
-                .table_name(Alias::new("new_runs"))
-                .to_owned(),
-        );
-        last.expr(notify::wake_expr());
-    }
-    conn.execute(&with.query(last)).await?;
+        let runs = serde_json::Value::Array(runs).to_string();
+        sea_orm::Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            format!(
+                "WITH new_events AS ({INSERT_EVENTS}), new_runs AS ({INSERT_RUNS}) SELECT {}",
+                notify::wake_sql()
+            ),
+            [events.into(), runs.into()],
+        )
+    };
+    conn.execute_raw(statement).await?;
     Ok(receipts)
 }
 
