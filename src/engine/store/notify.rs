@@ -47,16 +47,11 @@ pub(crate) async fn wake_on_commit(conn: &impl ConnectionTrait) -> Result<(), Db
         return Ok(());
     }
     let mut select = Query::select();
-    select.expr(wake_expr());
+    select.expr(Expr::cust(wake_sql()));
     conn.execute(&select).await.map(|_| ())
 }
 
 /// The SQL expression that sends the wake-up signal (PostgreSQL only).
-pub(crate) fn wake_expr() -> Expr {
-    Expr::cust(wake_sql())
-}
-
-/// `wake_expr` as SQL text.
 pub(crate) fn wake_sql() -> String {
     format!("pg_notify('{WAKE}', '')")
 }

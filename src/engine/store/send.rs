@@ -1,9 +1,9 @@
 //! Recording events and one queued run per function each triggers, through the
 //! caller's connection or transaction.
-use sea_orm::sea_query::{Alias, CommonTableExpression, Expr, OnConflict, Query, WithClause};
+use sea_orm::sea_query::OnConflict;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QuerySelect,
-    QueryTrait, Set, TransactionSession, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QuerySelect, Set,
+    TransactionSession, TransactionTrait,
 };
 
 use super::notify;
