@@ -3,7 +3,11 @@
 //! (a) throughput of N runs of a one-step function, (b) of N runs of a three-step
 //! function, (c) latency from `send` to the first step's start at low load, and the
 //! process's peak resident memory. The events of (a) and (b) are recorded first and the
-//! workers started after, so the figures measure draining a backlog.
+//! workers started after, so the figures measure draining a backlog. For (a) and (b) it
+//! also prints what a run cost the database, from counters: the statements this process
+//! executed (SeaORM's metric callback) and, on PostgreSQL, the transactions the server
+//! committed (`pg_stat_database`), enqueue included.
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -92,7 +96,12 @@ pub async fn run(args: BenchArgs) -> Result<(), StartError> {
             format!("sqlite://{}/bench.db", dir.display())
         }
     };
-    let db = crate::db::connect(&url).await?;
+    let mut db = crate::db::connect(&url).await?;
+    let statements = Arc::new(AtomicU64::new(0));
+    let counter = statements.clone();
+    db.set_metric_callback(move |_| {
+        counter.fetch_add(1, Ordering::Relaxed);
+    });
     Migrator::up(&db, None).await?;
     println!("database: {}", describe(&url));
     println!(
@@ -103,8 +112,13 @@ pub async fn run(args: BenchArgs) -> Result<(), StartError> {
     let (started_tx, started_rx) = mpsc::unbounded_channel::<(String, Instant)>();
     let engine = bench_engine(&db, args.workers, args.batch, Some(started_tx))?;
 
-    throughput(&engine, &db, &args, &url, "bench/one", "one-step").await?;
-    throughput(&engine, &db, &args, &url, "bench/three", "three-step").await?;
+    for (event, label) in [("bench/one", "one-step"), ("bench/three", "three-step")] {
+        let before = Cost::read(&db, &statements).await?;
+        throughput(&engine, &db, &args, &url, event, label).await?;
+        let after = Cost::read(&db, &statements).await?;
+        println!("  {}", after.since(&before, args.runs));
+        clear(&db).await?;
+    }
     latency(&engine, &args, started_rx).await?;
     println!("peak RSS: {:.1} MB", peak_rss_kb()? as f64 / 1024.0);
 
@@ -202,7 +216,57 @@ async fn throughput(
         args.runs as f64 / elapsed.as_secs_f64(),
         args.runs as f64 / enqueue.as_secs_f64(),
     );
-    // Start the next measurement from an empty queue.
+    Ok(())
+}
+
+/// The counters behind "what a run cost".
+struct Cost {
+    statements: u64,
+    /// Committed and rolled-back transactions of the database (PostgreSQL only).
+    transactions: Option<i64>,
+}
+
+impl Cost {
+    async fn read(db: &DatabaseConnection, statements: &AtomicU64) -> Result<Cost, StartError> {
+        let transactions = if db.get_database_backend() == DbBackend::Postgres {
+            // The server publishes its backends' counts at most once a second.
+            tokio::time::sleep(Duration::from_millis(1_100)).await;
+            let row = db
+                .query_one_raw(sea_orm::Statement::from_string(
+                    DbBackend::Postgres,
+                    "SELECT (xact_commit + xact_rollback)::bigint AS n FROM pg_stat_database \
+                     WHERE datname = current_database()",
+                ))
+                .await?
+                .ok_or("pg_stat_database has no row for this database")?;
+            Some(row.try_get::<i64>("", "n")?)
+        } else {
+            None
+        };
+        Ok(Cost {
+            statements: statements.load(Ordering::Relaxed),
+            transactions,
+        })
+    }
+
+    fn since(&self, before: &Cost, runs: usize) -> String {
+        let per_run = |n: f64| n / runs as f64;
+        // The statement that read the counters is not the runs' doing.
+        let statements = self.statements.saturating_sub(before.statements + 1);
+        let mut line = format!(
+            "cost per run: {:.2} statements (this process)",
+            per_run(statements as f64)
+        );
+        if let (Some(now), Some(then)) = (self.transactions, before.transactions) {
+            line += &format!(", {:.2} transactions", per_run((now - then - 1) as f64));
+        }
+        line
+    }
+}
+
+/// Deletes the runs, steps and events of a measurement, so that the next starts from an
+/// empty queue.
+async fn clear(db: &DatabaseConnection) -> Result<(), StartError> {
     run::Entity::delete_many().exec(db).await?;
     crate::engine::entities::event::Entity::delete_many()
         .exec(db)
