@@ -84,6 +84,24 @@ test('sending an event with bad JSON shows the error; a good one lists the event
   await expect(event.locator('pre.json')).toContainText('x'.repeat(400));
 });
 
+test('an array of payloads sends one event each, all or none', async ({ page }) => {
+  await signUp(page, newEmail('batch'));
+  await page.goto('/events');
+  await hydrated(page);
+  await page.getByLabel('Name').fill('app/batch.item');
+  await page.getByLabel('Data (JSON)').fill(JSON.stringify(Array.from({ length: 101 }, (_, n) => ({ n }))));
+  await page.getByRole('button', { name: 'Send event' }).click();
+  await expect(page.getByRole('alert')).toContainText('at most 100 events, not 101');
+  await expect(page.getByText('No events yet.')).toBeVisible();
+
+  await page.getByLabel('Data (JSON)').fill('[{"n": 1}, {"n": 2}, {"n": 3}]');
+  await page.getByRole('button', { name: 'Send event' }).click();
+  await expect(page.locator('.toast').filter({ hasText: '이벤트 3개 전송됨' })).toBeVisible();
+  const events = page.locator('li.event');
+  await expect(events).toHaveCount(3);
+  await expect(events.locator('.event-name')).toHaveText(['app/batch.item', 'app/batch.item', 'app/batch.item']);
+});
+
 test('a function invoked from the functions page acts for the signed-in user, whatever the payload says', async ({ page }) => {
   await signUp(page, newEmail('invoke'));
   await page.goto('/functions');

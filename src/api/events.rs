@@ -63,20 +63,40 @@ pub async fn get_event(id: String) -> Result<EventView, AppError> {
     ssr::event(&state, &user.id, &id).await
 }
 
-/// Sends an event as the user: `data` must be JSON.
+/// The most events one send from the events page may hold.
+pub const MAX_BATCH: usize = 100;
+
+/// Sends events named `name` as the user: `data` is one event's JSON payload, or a JSON
+/// array of payloads to send one event each (at most `MAX_BATCH`, recorded together or
+/// not at all). Returns the event ids.
 #[server(endpoint = "send_event")]
-pub async fn send_event(name: String, data: String) -> Result<String, AppError> {
+pub async fn send_event(name: String, data: String) -> Result<Vec<String>, AppError> {
     let user = crate::auth::require_user().await?;
     let state = super::app_state()?;
     super::count_action(&state, &user.id)?;
-    let data = super::parse_json(&data)?;
-    let event = crate::engine::NewEvent::new(name.trim(), data).for_user(&user.id);
-    let receipt = state
+    let payloads = match super::parse_json(&data)? {
+        serde_json::Value::Array(items) if items.is_empty() => {
+            return Err(AppError::InvalidInput("the array holds no events".into()))
+        }
+        serde_json::Value::Array(items) if items.len() > MAX_BATCH => {
+            return Err(AppError::InvalidInput(format!(
+                "one send holds at most {MAX_BATCH} events, not {}",
+                items.len()
+            )))
+        }
+        serde_json::Value::Array(items) => items,
+        one => vec![one],
+    };
+    let events = payloads
+        .into_iter()
+        .map(|data| crate::engine::NewEvent::new(name.trim(), data).for_user(&user.id))
+        .collect();
+    let receipts = state
         .engine
-        .send(&state.db, event)
+        .send_many(&state.db, events)
         .await
         .map_err(super::engine_error)?;
-    Ok(receipt.event_id)
+    Ok(receipts.into_iter().map(|r| r.event_id).collect())
 }
 
 #[cfg(feature = "ssr")]

@@ -23,11 +23,13 @@ pub fn EventsPage() -> impl IntoView {
         move || (before(), send.version().get(), live.last.get()),
         |(before, _, _)| list_events(before),
     );
-    Effect::new(move |_| {
-        if let Some(Ok(_)) = send.value().get() {
-            toaster.success("이벤트 전송됨");
-        }
-    });
+    Effect::new(
+        move |_| match send.value().get().map(|sent| sent.map(|ids| ids.len())) {
+            Some(Ok(1)) => toaster.success("이벤트 전송됨"),
+            Some(Ok(n)) => toaster.success(format!("이벤트 {n}개 전송됨")),
+            _ => {}
+        },
+    );
 
     view! {
         <Nav />
@@ -41,6 +43,7 @@ pub fn EventsPage() -> impl IntoView {
                 <label>
                     "Data (JSON)"
                     <textarea name="data" rows="4" placeholder=r#"{"email": "me@example.com"}"#></textarea>
+                    <small class="muted">"An array sends one event per element (up to 100)."</small>
                 </label>
                 <FormError error=action_error(send) />
                 <button type="submit" class="primary" disabled=move || send.pending().get()>"Send event"</button>
