@@ -37,6 +37,19 @@ impl AppError {
         AppError::Server(format!("internal error (reference {reference})"))
     }
 
+    /// Gives the response of the current server-function call the status this error is
+    /// answered with (and its `Retry-After`), then hands the error on.
+    pub fn answered(self) -> AppError {
+        if let Some(response) = leptos::prelude::use_context::<leptos_axum::ResponseOptions>() {
+            let (status, retry_after) = self.status();
+            response.set_status(status);
+            if let Some(secs) = retry_after {
+                response.insert_header(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
+            }
+        }
+        self
+    }
+
     /// The HTTP status this error is answered with, and its `Retry-After` in seconds.
     pub fn status(&self) -> (http::StatusCode, Option<u64>) {
         use http::StatusCode;

@@ -12,7 +12,7 @@ pub async fn sign_up(email: String, password: String) -> Result<(), AppError> {
     let limits = &state.config.auth_limits;
     let user = crate::auth::sign_up(&state.db, limits, &client, &email, &password)
         .await
-        .map_err(super::with_status)?;
+        .map_err(AppError::answered)?;
     ssr::start_session(&state, &user.id).await?;
     leptos_axum::redirect("/");
     Ok(())
@@ -26,7 +26,7 @@ pub async fn sign_in(email: String, password: String) -> Result<(), AppError> {
     let limits = &state.config.auth_limits;
     let user = crate::auth::sign_in(&state.db, limits, &client, &email, &password)
         .await
-        .map_err(super::with_status)?;
+        .map_err(AppError::answered)?;
     ssr::start_session(&state, &user.id).await?;
     leptos_axum::redirect("/");
     Ok(())
@@ -36,8 +36,7 @@ pub async fn sign_in(email: String, password: String) -> Result<(), AppError> {
 #[server(endpoint = "sign_out")]
 pub async fn sign_out() -> Result<(), AppError> {
     let state = super::app_state()?;
-    let parts = use_context::<http::request::Parts>()
-        .ok_or_else(|| AppError::internal("request is missing"))?;
+    let parts = super::request_parts()?;
     if let Some(token) =
         crate::auth::token_from_headers(&parts.headers, state.config.secure_cookies)
     {

@@ -55,19 +55,7 @@ mod ssr {
 
     /// Counts one action (a send, an invoke, a re-run) against the user's limit.
     pub(crate) fn count_action(state: &AppState, user_id: &str) -> Result<(), AppError> {
-        state.limits.action(user_id).map_err(with_status)
-    }
-
-    /// Gives the response the status `err` calls for (429 with `Retry-After`, 503…).
-    pub(crate) fn with_status(err: AppError) -> AppError {
-        if let Some(response) = leptos::prelude::use_context::<leptos_axum::ResponseOptions>() {
-            let (status, retry_after) = err.status();
-            response.set_status(status);
-            if let Some(secs) = retry_after {
-                response.insert_header(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
-            }
-        }
-        err
+        state.limits.action(user_id).map_err(AppError::answered)
     }
 
     /// Parses user-typed JSON; an empty box means `{}`.

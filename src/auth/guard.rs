@@ -25,12 +25,7 @@ pub async fn require_user() -> Result<SignedInUser, AppError> {
     };
     match user {
         Some(user) => Ok(user.into()),
-        None => {
-            if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
-                response.set_status(StatusCode::UNAUTHORIZED);
-            }
-            Err(AppError::Unauthorized)
-        }
+        None => Err(AppError::Unauthorized.answered()),
     }
 }
 
