@@ -102,9 +102,11 @@ states! {
     StepStatus {
         /// A sleep whose wake time has not come.
         Sleeping = "sleeping",
+        /// A wait for an event that has neither matched nor timed out.
+        Waiting = "waiting",
         /// A `run` that failed and will be tried again.
         Retrying = "retrying",
-        /// Done: a `run`'s output is saved, or a sleep is over.
+        /// Done: a `run`'s output is saved, a sleep is over, a wait matched or timed out.
         Completed = "completed",
         /// A `run` that failed for good.
         Failed = "failed",
@@ -118,6 +120,8 @@ states! {
         Run = "run",
         /// `step.sleep` / `step.sleep_until`: a durable pause.
         Sleep = "sleep",
+        /// `step.wait_for_event`: a durable pause until a matching event or a timeout.
+        Wait = "wait",
     }
 }
 

@@ -7,6 +7,7 @@ mod m20261125_000002_engine;
 mod m20261125_000003_retention;
 mod m20261201_000004_claim_fence;
 mod m20261201_000005_auth_throttle;
+mod m20261201_000006_waits;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000003_retention::Migration),
             Box::new(m20261201_000004_claim_fence::Migration),
             Box::new(m20261201_000005_auth_throttle::Migration),
+            Box::new(m20261201_000006_waits::Migration),
         ]
     }
 }

@@ -43,6 +43,7 @@ pub(crate) fn start(rt: Arc<Runtime>, registry: Arc<Registry>) -> Workers {
     let mut housekeeping = vec![
         tokio::spawn(maintenance::heartbeat(rt.clone(), stopped.clone())),
         tokio::spawn(maintenance::rescuer(rt.clone(), stopped.clone())),
+        tokio::spawn(maintenance::matcher(rt.clone(), stopped.clone())),
     ];
     housekeeping.extend(notifier::start(rt.clone(), stopped.clone()));
     if let Some(retention) = rt.config.retention {

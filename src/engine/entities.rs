@@ -151,3 +151,63 @@ pub mod step {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+/// A run's wait for an event (`step.wait_for_event`): open until an event matches it or
+/// it expires.
+pub mod wait {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "wait")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub run_id: String,
+        /// The wait step's key.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub step_id: String,
+        /// The run's user id, or `""`: only that user's events match.
+        pub user_key: String,
+        pub event_name: String,
+        /// `<field>=<JSON value>`: the new event's field must have the value the
+        /// waiting run's event has.
+        pub match_key: Option<String>,
+        /// A CEL expression over `event` (the waiting run's) and `async` (the new one).
+        pub condition: Option<String>,
+        /// Events sent at or after this time match (the wait's start minus its lookback).
+        pub window_start: i64,
+        pub expires_at: i64,
+        /// `open`, `matched` or `timed_out`.
+        pub status: String,
+        /// The event that matched.
+        pub event_id: Option<String>,
+        pub created_at: i64,
+        pub ended_at: Option<i64>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// An event some function may wait for, kept for the longest lookback; `pending` until
+/// the matcher has compared it with the open waits.
+pub mod awaited_event {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "awaited_event")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub event_id: String,
+        pub name: String,
+        pub user_key: String,
+        pub ts: i64,
+        pub pending: bool,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

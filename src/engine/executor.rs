@@ -34,6 +34,7 @@ pub(crate) async fn execute(
     let lost = Arc::new(AtomicBool::new(false));
     let run_ref = RunRef::of(&run);
     let write = |transition: Transition| Write {
+        wait: None,
         run: run_ref.clone(),
         step: None,
         transition: Some(transition),
@@ -100,16 +101,16 @@ pub(crate) async fn execute(
 
     let retries = function.retry_limit();
     let ctx = Ctx {
-        event,
         step: Step::new(
             rt.clone(),
             completer.clone(),
             run_ref.clone(),
-            retries,
-            limits.step,
+            function.step_rules(),
+            event.clone(),
             saved,
             lost.clone(),
         ),
+        event,
         run_id: run.id.clone(),
     };
     let handler = AssertUnwindSafe(function.call(ctx)).catch_unwind();

@@ -1,5 +1,5 @@
 //! Functions: what runs when an event arrives, defined in code with a builder.
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::error::{EngineError, FnError};
 use super::event::{validate_name, Event};
-use super::step::Step;
+use super::step::{Step, StepRules};
 
 /// Retries a function gets unless it says otherwise (Inngest's default).
 pub const DEFAULT_RETRIES: u32 = 4;
@@ -43,6 +43,8 @@ pub struct Function {
     triggers: Vec<String>,
     retries: u32,
     timeouts: Timeouts,
+    /// The event names its `step.wait_for_event` calls may wait for.
+    awaits: Vec<String>,
     handler: Handler,
 }
 
@@ -58,6 +60,7 @@ impl Function {
             triggers: Vec::new(),
             retries: DEFAULT_RETRIES,
             timeouts: Timeouts::default(),
+            awaits: Vec::new(),
             handler: Arc::new(move |ctx| Box::pin(handler(ctx))),
         }
     }
@@ -68,6 +71,17 @@ impl Function {
         let name = event_name.into();
         if !self.triggers.contains(&name) {
             self.triggers.push(name);
+        }
+        self
+    }
+
+    /// Declares that its handler may wait for events named `event_name`
+    /// (`step.wait_for_event`). Only declared events are kept for waits to match, so
+    /// every other send costs nothing more; waiting for an undeclared one fails the step.
+    pub fn waits_for(mut self, event_name: impl Into<String>) -> Self {
+        let name = event_name.into();
+        if !self.awaits.contains(&name) {
+            self.awaits.push(name);
         }
         self
     }
@@ -105,6 +119,19 @@ impl Function {
         self.timeouts
     }
 
+    /// The event names it may wait for.
+    pub fn awaits(&self) -> &[String] {
+        &self.awaits
+    }
+
+    pub(crate) fn step_rules(&self) -> StepRules {
+        StepRules {
+            retries: self.retries,
+            step_timeout: self.timeouts.step,
+            awaits: self.awaits.clone(),
+        }
+    }
+
     pub(crate) fn call(&self, ctx: Ctx) -> BoxFuture<'static, Result<Value, FnError>> {
         (self.handler)(ctx)
     }
@@ -115,6 +142,8 @@ pub(crate) struct Registry {
     functions: HashMap<String, Function>,
     /// Event name -> ids of the functions it triggers.
     triggers: HashMap<String, Vec<String>>,
+    /// The event names some function may wait for.
+    awaited: HashSet<String>,
 }
 
 impl Registry {
@@ -122,7 +151,12 @@ impl Registry {
     pub(crate) fn new(list: Vec<Function>) -> Result<Self, EngineError> {
         let mut functions = HashMap::new();
         let mut triggers: HashMap<String, Vec<String>> = HashMap::new();
+        let mut awaited = HashSet::new();
         for function in list {
+            for name in function.awaits() {
+                validate_name(name)?;
+                awaited.insert(name.clone());
+            }
             if function.triggers().is_empty() {
                 return Err(EngineError::InvalidFunction(format!(
                     "function {:?} has no trigger",
@@ -146,6 +180,7 @@ impl Registry {
         Ok(Registry {
             functions,
             triggers,
+            awaited,
         })
     }
 
@@ -157,6 +192,11 @@ impl Registry {
     /// The ids of the functions an event named `event_name` triggers.
     pub(crate) fn triggered_by(&self, event_name: &str) -> &[String] {
         self.triggers.get(event_name).map_or(&[], Vec::as_slice)
+    }
+
+    /// Whether some function may wait for events named `event_name`.
+    pub(crate) fn is_awaited(&self, event_name: &str) -> bool {
+        self.awaited.contains(event_name)
     }
 
     /// Every function, sorted by id.

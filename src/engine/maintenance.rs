@@ -1,5 +1,6 @@
 //! The worker pool's housekeeping: lease heartbeats for the runs in flight, the rescue
-//! of runs whose worker died, and the pruning of old finished runs.
+//! of runs whose worker died, the matching of sent events with open waits, and the
+//! pruning of old finished runs.
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,6 +39,44 @@ pub(crate) async fn rescuer(rt: Arc<Runtime>, mut stopped: watch::Receiver<bool>
         }
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
+            _ = stopped.changed() => return,
+        }
+    }
+}
+
+/// Ends the waits that newly sent events match (`store::wait`), as soon as a send says
+/// so (and at each poll, for a signal that was lost); forgets compared events older
+/// than the longest lookback.
+pub(crate) async fn matcher(rt: Arc<Runtime>, mut stopped: watch::Receiver<bool>) {
+    let mut forgotten_at = rt.clock.now_ms();
+    loop {
+        loop {
+            match store::wait::match_pending(&rt).await {
+                Ok((taken, ended_any)) => {
+                    if ended_any {
+                        rt.wake.notify_one();
+                    }
+                    if taken < store::wait::MATCH_BATCH as usize {
+                        break;
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "matching events with waits failed");
+                    break;
+                }
+            }
+        }
+        let now = rt.clock.now_ms();
+        if now - forgotten_at >= rt.config.prune_every.as_millis() as i64 {
+            forgotten_at = now;
+            let before = now - rt.config.max_lookback.as_millis() as i64;
+            if let Err(err) = store::wait::forget_awaited(&rt.db, before).await {
+                tracing::warn!(error = %err, "forgetting old awaited events failed");
+            }
+        }
+        tokio::select! {
+            _ = rt.match_wake.notified() => {}
+            _ = tokio::time::sleep(rt.config.poll) => {}
             _ = stopped.changed() => return,
         }
     }

@@ -42,7 +42,7 @@ pub use function::{Ctx, Function, Timeouts};
 pub use progress::RunUpdate;
 pub use retry::Backoff;
 pub use runtime::EngineConfig;
-pub use step::Step;
+pub use step::{Step, WaitFor, MAX_WAIT};
 pub use store::inspect;
 
 use std::sync::Arc;
@@ -138,12 +138,20 @@ impl Engine {
         // Everything is checked first: a bad event stores nothing, not even its neighbours.
         let prepared = event::prepare(events, self.rt.config.max_event_bytes)?;
         let registry = &self.registry;
-        let receipts = store::send::send_many(&self.rt, conn, prepared, |p| {
-            registry.triggered_by(&p.event.name)
-        })
+        let awaited = prepared.iter().any(|p| registry.is_awaited(&p.event.name));
+        let receipts = store::send::send_many(
+            &self.rt,
+            conn,
+            prepared,
+            |p| registry.triggered_by(&p.event.name),
+            |name| registry.is_awaited(name),
+        )
         .await?;
         if receipts.iter().any(|r| !r.run_ids.is_empty()) {
             self.rt.wake.notify_one();
+        }
+        if awaited {
+            self.rt.match_wake.notify_one();
         }
         Ok(receipts)
     }
@@ -160,9 +168,14 @@ impl Engine {
         })?;
         let target = [function.id().to_string()];
         let prepared = event::prepare(vec![event], self.rt.config.max_event_bytes)?;
+        let awaited = self.registry.is_awaited(&prepared[0].event.name);
         let mut receipts =
-            store::send::send_many(&self.rt, conn, prepared, |_| target.as_slice()).await?;
+            store::send::send_many(&self.rt, conn, prepared, |_| target.as_slice(), |_| awaited)
+                .await?;
         self.rt.wake.notify_one();
+        if awaited {
+            self.rt.match_wake.notify_one();
+        }
         receipts
             .pop()
             .ok_or_else(|| EngineError::Database("invoke recorded nothing".into()))

@@ -73,6 +73,7 @@ pub(crate) fn start(
                     Ok(l) => {
                         listener = Some(l);
                         rt.wake.notify_one();
+                        rt.match_wake.notify_one();
                     }
                     Err(err) => {
                         tracing::warn!(error = %err, "cannot listen for notifications; retrying");
@@ -95,6 +96,7 @@ pub(crate) fn start(
                 Ok(None) => {
                     tracing::warn!("notification connection lost; reconnecting");
                     rt.wake.notify_one();
+                    rt.match_wake.notify_one();
                 }
                 Err(err) => {
                     tracing::warn!(error = %err, "notification listener failed; reconnecting");
@@ -113,7 +115,9 @@ async fn connect(rt: &Runtime) -> Result<PgListener, sea_orm::sqlx::Error> {
 
 fn handle(rt: &Runtime, channel: &str, payload: &str) {
     if channel == WAKE {
+        // Runs may be due, or an event some wait may match was sent.
         rt.wake.notify_one();
+        rt.match_wake.notify_one();
         return;
     }
     let Ok(wire) = serde_json::from_str::<Wire>(payload) else {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use tokio::sync::oneshot;
 
-use super::entities::{run, step};
+use super::entities::{run, step, wait};
 use crate::domain::RunStatus;
 
 /// A change of a run's status, published after it is committed.
@@ -88,6 +88,8 @@ impl RunRef {
 pub(crate) struct Write {
     pub run: RunRef,
     pub step: Option<step::Model>,
+    /// A wait to open (with its step record and the run's park).
+    pub wait: Option<wait::Model>,
     pub transition: Option<Transition>,
     /// Told, after the commit, whether the run was still ours.
     pub ack: Option<oneshot::Sender<bool>>,

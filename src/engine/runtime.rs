@@ -38,6 +38,8 @@ pub struct EngineConfig {
     /// A run claimed more often than this without its worker recording any progress
     /// (each worker crashed, hung past its lease, or had its writes refused) fails.
     pub max_stalled_claims: u32,
+    /// The longest lookback a wait may ask for: awaited events are kept this long.
+    pub max_lookback: Duration,
     /// How long a run of a function no process here knows stays queued for a process
     /// that knows it (a rolling deploy), before it fails.
     pub unknown_function_grace: Duration,
@@ -58,6 +60,7 @@ impl Default for EngineConfig {
             prune_every: Duration::from_secs(3600),
             max_stalled_claims: 5,
             unknown_function_grace: Duration::from_secs(600),
+            max_lookback: Duration::from_secs(3600),
         }
     }
 }
@@ -75,6 +78,8 @@ pub(crate) struct Runtime {
     pub clock: Arc<dyn Clock>,
     /// Rings when a run may have become due (a send, a park, a rescue).
     pub wake: Notify,
+    /// Rings when an event some wait may match was sent.
+    pub match_wake: Notify,
     /// This process's subscribers; fed only by [`super::notifier::publish`].
     pub updates: broadcast::Sender<RunUpdate>,
     /// This process's name in `run.locked_by`.
@@ -160,6 +165,7 @@ impl Runtime {
             config,
             clock,
             wake: Notify::new(),
+            match_wake: Notify::new(),
             updates,
             in_flight: InFlight::default(),
             worker_id: format!(

@@ -16,15 +16,24 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::completer::Completer;
-use super::entities::step;
+use super::entities::{step, wait};
 use super::error::{storable, FnError};
+use super::event::Event;
 use super::progress::{RunRef, Transition, Write};
 use super::retry::{decide, Decision};
 use super::runtime::Runtime;
+use super::store;
 use crate::domain::{StepKind, StepStatus};
 
 /// The longest step id a handler may use.
 pub const MAX_STEP_ID: usize = 256;
+
+/// What a function's options say about its steps.
+pub(crate) struct StepRules {
+    pub retries: u32,
+    pub step_timeout: Option<Duration>,
+    pub awaits: Vec<String>,
+}
 
 /// The step tools of one run. Cheap to clone.
 #[derive(Clone)]
@@ -39,9 +48,13 @@ struct RunSteps {
     rt: Arc<Runtime>,
     completer: Completer,
     run: RunRef,
+    /// The run's event: what waits match against.
+    event: Event,
     retries: u32,
     /// How long one attempt of a `run` step may take, unless the call says otherwise.
     step_timeout: Option<Duration>,
+    /// The event names the function declared it may wait for.
+    awaits: Vec<String>,
     state: Mutex<Replay>,
     /// See [`Write::lost`].
     lost: Arc<AtomicBool>,
@@ -76,8 +89,8 @@ impl Step {
         rt: Arc<Runtime>,
         completer: Completer,
         run: RunRef,
-        retries: u32,
-        step_timeout: Option<Duration>,
+        rules: StepRules,
+        event: Event,
         saved: Vec<step::Model>,
         lost: Arc<AtomicBool>,
     ) -> Self {
@@ -86,8 +99,10 @@ impl Step {
                 rt,
                 completer,
                 run,
-                retries,
-                step_timeout,
+                event,
+                retries: rules.retries,
+                step_timeout: rules.step_timeout,
+                awaits: rules.awaits,
                 state: Mutex::new(Replay {
                     saved: saved.into_iter().map(|s| (s.step_id.clone(), s)).collect(),
                     calls: HashMap::new(),
@@ -186,7 +201,7 @@ impl Step {
                         saved.error.clone().unwrap_or_default(),
                     ))
                 }
-                StepStatus::Retrying | StepStatus::Sleeping => {}
+                StepStatus::Retrying | StepStatus::Sleeping | StepStatus::Waiting => {}
             }
         }
         let clock = &self.run.rt.clock;
@@ -359,6 +374,209 @@ impl Step {
         Err(FnError::Interrupted)
     }
 
+    /// Parks the run until an event named as `wait` says arrives for the run's user and
+    /// matches, or until the wait times out: `Some(event)` or `None`. No worker is held
+    /// meanwhile. Each event ends a run's wait at most once: two waits of one run never
+    /// get the same event. The function must declare the event name
+    /// ([`super::Function::waits_for`]).
+    pub fn wait_for_event<'a>(
+        &'a self,
+        id: &str,
+        wait: WaitFor,
+    ) -> impl Future<Output = Result<Option<Event>, FnError>> + 'a {
+        let met = self.meet(id);
+        async move {
+            let met = met?;
+            if !self.settle().await {
+                return Err(FnError::Interrupted);
+            }
+            self.wait(met, wait).await
+        }
+    }
+
+    async fn wait(&self, met: Met, opts: WaitFor) -> Result<Option<Event>, FnError> {
+        let Met {
+            id,
+            key,
+            position,
+            saved,
+        } = met;
+        let rt = &self.run.rt;
+        let run_id = self.run.run.run_id.clone();
+        let now = rt.clock.now_ms();
+        let mut row = match saved {
+            Some(saved) if saved.status == StepStatus::Completed => {
+                let output = saved.output.as_deref().unwrap_or("null");
+                return Ok(serde_json::from_str(output)?);
+            }
+            Some(saved) => saved,
+            None => {
+                // The first meeting: open the wait and park the run in one commit.
+                let (wait, row) = self.open_wait(&opts, id, key, position, now)?;
+                let expires_at = wait.expires_at;
+                let mut write = self.write(row, Some(Transition::Sleeping { due_at: expires_at }));
+                write.wait = Some(wait.clone());
+                if self.run.completer.commit(write).await {
+                    self.look_back(&wait).await;
+                }
+                return Err(FnError::Interrupted);
+            }
+        };
+        let Some(wait) = store::wait::get(&rt.db, &run_id, &row.step_id).await? else {
+            return Err(FnError::non_retriable(format!(
+                "the wait of step {id:?} is missing"
+            )));
+        };
+        let mut status = wait.status.clone();
+        if status == store::wait::OPEN && now >= wait.expires_at {
+            status = if store::wait::time_out(&rt.db, &run_id, &row.step_id, now).await? {
+                store::wait::TIMED_OUT.into()
+            } else {
+                // It matched just now: read which event ended it.
+                return Box::pin(self.wait(
+                    Met {
+                        id,
+                        key: row.step_id.clone(),
+                        position,
+                        saved: Some(row),
+                    },
+                    opts,
+                ))
+                .await;
+            };
+        }
+        let event = match status.as_str() {
+            store::wait::MATCHED => {
+                let event_id = wait.event_id.as_deref().unwrap_or_default();
+                Some(store::wait::event(&rt.db, event_id).await?.ok_or_else(|| {
+                    FnError::non_retriable(format!(
+                        "the event {event_id} that ended the wait is gone"
+                    ))
+                })?)
+            }
+            store::wait::TIMED_OUT => None,
+            _ => {
+                // Woken early (another step of the run was due): park again.
+                let due_at = wait.expires_at;
+                if self
+                    .record(row, Some(Transition::Sleeping { due_at }))
+                    .await
+                {
+                    self.look_back(&wait).await;
+                }
+                return Err(FnError::Interrupted);
+            }
+        };
+        row.status = StepStatus::Completed;
+        row.ended_at = Some(wait.ended_at.unwrap_or(now));
+        row.output = Some(serde_json::to_string(&event)?);
+        let ack = self
+            .run
+            .completer
+            .commit_later(self.write(row.clone(), None))
+            .map(|ours| ours.unwrap_or(false))
+            .boxed()
+            .shared();
+        *lock(&self.run.pending) = Some(ack);
+        self.remember(row);
+        Ok(event)
+    }
+
+    /// Checks a new wait's options and builds its row and its step's record.
+    fn open_wait(
+        &self,
+        opts: &WaitFor,
+        id: String,
+        key: String,
+        position: i32,
+        now: i64,
+    ) -> Result<(wait::Model, step::Model), FnError> {
+        if !self.run.awaits.contains(&opts.event) {
+            return Err(FnError::non_retriable(format!(
+                "step {id:?} waits for {:?}, which the function does not declare: add .waits_for({:?}) to it",
+                opts.event, opts.event
+            )));
+        }
+        if opts.timeout > MAX_WAIT || opts.timeout.is_zero() {
+            return Err(FnError::non_retriable(format!(
+                "step {id:?}: a wait's timeout must be between 1 ms and 365 days, not {}",
+                humanize(opts.timeout)
+            )));
+        }
+        let max_lookback = self.run.rt.config.max_lookback;
+        if opts.lookback > max_lookback {
+            return Err(FnError::non_retriable(format!(
+                "step {id:?}: a wait may look back at most {} (EngineConfig::max_lookback), not {}",
+                humanize(max_lookback),
+                humanize(opts.lookback)
+            )));
+        }
+        let match_key = match &opts.matching {
+            None => None,
+            Some(field) => {
+                let value = store::wait::field_value(&self.run.event, field).ok_or_else(|| {
+                    FnError::non_retriable(format!(
+                        "step {id:?} matches on {field:?}, but the run's event has no string, number or bool there"
+                    ))
+                })?;
+                Some(store::wait::match_key(field, &value))
+            }
+        };
+        if let Some(condition) = &opts.condition {
+            store::wait::check_condition(condition).map_err(|e| {
+                FnError::non_retriable(format!(
+                    "step {id:?}: the condition {condition:?} is not valid CEL: {e}"
+                ))
+            })?;
+        }
+        let expires_at = now.saturating_add(millis(opts.timeout));
+        let wait = wait::Model {
+            run_id: self.run.run.run_id.clone(),
+            step_id: key.clone(),
+            user_key: self.run.event.user_id.clone().unwrap_or_default(),
+            event_name: opts.event.clone(),
+            match_key,
+            condition: opts.condition.clone(),
+            window_start: now - millis(opts.lookback),
+            expires_at,
+            status: store::wait::OPEN.into(),
+            event_id: None,
+            created_at: now,
+            ended_at: None,
+        };
+        let row = step::Model {
+            run_id: self.run.run.run_id.clone(),
+            step_id: key,
+            name: id,
+            kind: StepKind::Wait,
+            status: StepStatus::Waiting,
+            position,
+            attempts: 1,
+            output: None,
+            error: None,
+            errors: "[]".into(),
+            started_at: now,
+            ended_at: None,
+            wake_at: Some(expires_at),
+        };
+        Ok((wait, row))
+    }
+
+    /// After parking on `wait`: ends it at once if a matching event is already there.
+    async fn look_back(&self, wait: &wait::Model) {
+        let rt = &self.run.rt;
+        match store::wait::look_back(rt, wait, &self.run.event).await {
+            Ok(true) => rt.wake.notify_one(),
+            Ok(false) => {}
+            Err(err) => {
+                // The matcher still compares every event sent from now on; an earlier
+                // one is missed only if this lookback fails.
+                tracing::warn!(run_id = %wait.run_id, step = %wait.step_id, error = %err,
+                    "could not look back for an event that ends a new wait");
+            }
+        }
+    }
+
     /// Gives the step the handler just called its key and position. The key is the
     /// id, or `id:n` for its n-th repeat, skipping any key already given out.
     fn meet(&self, id: &str) -> Result<Met, FnError> {
@@ -397,6 +615,7 @@ impl Step {
         Write {
             run: self.run.run.clone(),
             step: Some(row),
+            wait: None,
             transition,
             ack: None,
             lost: self.run.lost.clone(),
@@ -432,6 +651,59 @@ fn check_step_id(id: &str) -> Result<(), FnError> {
         )));
     }
     Ok(())
+}
+
+/// The longest a wait may last.
+pub const MAX_WAIT: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// What `step.wait_for_event` waits for: an event name, how long at most, and which
+/// events of that name count.
+#[derive(Clone, Debug)]
+pub struct WaitFor {
+    event: String,
+    timeout: Duration,
+    matching: Option<String>,
+    condition: Option<String>,
+    lookback: Duration,
+}
+
+impl WaitFor {
+    /// Waits up to `timeout` (at most [`MAX_WAIT`]) for an event named `event` sent by
+    /// the run's user after the wait began.
+    pub fn event(event: impl Into<String>, timeout: Duration) -> Self {
+        WaitFor {
+            event: event.into(),
+            timeout,
+            matching: None,
+            condition: None,
+            lookback: Duration::ZERO,
+        }
+    }
+
+    /// Only an event whose `field` (like `"data.order_id"`) equals the run's event's
+    /// (a string, number or bool) counts. Found by index, whatever the number of waits.
+    pub fn matching(mut self, field: impl Into<String>) -> Self {
+        self.matching = Some(field.into());
+        self
+    }
+
+    /// Only an event for which the CEL `expression` is true counts; it sees `event`
+    /// (the run's event) and `async` (the new one), like Inngest's `if`:
+    /// `"async.data.amount > event.data.limit"`.
+    pub fn when(mut self, expression: impl Into<String>) -> Self {
+        self.condition = Some(expression.into());
+        self
+    }
+
+    /// An event sent up to `window` before the wait began counts too.
+    pub fn lookback(mut self, window: Duration) -> Self {
+        self.lookback = window;
+        self
+    }
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// A duration as people write it: "30s", "1.5s", "250ms".

@@ -9,7 +9,7 @@ use sea_orm::sea_query::{
 use sea_orm::{ActiveModelTrait, ConnectionTrait, DbErr, EntityTrait, IntoActiveModel};
 
 use super::{begin, id_col, locked_by_us, running};
-use crate::engine::entities::{run, step};
+use crate::engine::entities::{run, step, wait};
 use crate::engine::progress::{Owned, RunUpdate, Transition, Write};
 use crate::engine::runtime::Runtime;
 
@@ -69,6 +69,23 @@ pub(crate) async fn commit(rt: &Runtime, writes: &[&Write]) -> Result<Owned, DbE
                         step::Column::EndedAt,
                         step::Column::WakeAt,
                     ])
+                    .to_owned(),
+            )
+            .exec_without_returning(&txn)
+            .await?;
+    }
+
+    let waits: Vec<wait::ActiveModel> = writes
+        .iter()
+        .filter(|w| owned.has(w))
+        .filter_map(|w| w.wait.clone())
+        .map(|w| w.into_active_model().reset_all())
+        .collect();
+    if !waits.is_empty() {
+        wait::Entity::insert_many(waits)
+            .on_conflict(
+                OnConflict::columns([wait::Column::RunId, wait::Column::StepId])
+                    .do_nothing()
                     .to_owned(),
             )
             .exec_without_returning(&txn)

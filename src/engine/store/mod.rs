@@ -15,6 +15,7 @@ pub mod inspect;
 pub(crate) mod notify;
 pub(crate) mod prune;
 pub(crate) mod send;
+pub(crate) mod wait;
 
 use sea_orm::sea_query::{Expr, ExprTrait, SelectStatement};
 use sea_orm::{

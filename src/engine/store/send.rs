@@ -8,7 +8,7 @@ use sea_orm::{
 
 use super::notify;
 use crate::domain::RunStatus;
-use crate::engine::entities::{event, run};
+use crate::engine::entities::{awaited_event, event, run};
 use crate::engine::error::EngineError;
 use crate::engine::event::{new_id, Prepared, SendReceipt};
 use crate::engine::runtime::Runtime;
@@ -48,23 +48,29 @@ pub(crate) fn new_run(
 }
 
 /// Records `events` and their runs: one for each function id `route` gives the event
-/// (the functions it triggers, or the one an invocation names).
+/// (the functions it triggers, or the one an invocation names). An event whose name
+/// `awaited` says some function may wait for is also recorded as pending for the
+/// matcher, in the same transaction.
 pub(crate) async fn send_many<'a, C: ConnectionTrait + TransactionTrait>(
     rt: &Runtime,
     conn: &C,
     prepared: Vec<Prepared>,
     route: impl Fn(&Prepared) -> &'a [String],
+    awaited: impl Fn(&str) -> bool,
 ) -> Result<Vec<SendReceipt>, EngineError> {
     let now = rt.clock.now_ms();
     let rows: Vec<Rows> = prepared
         .into_iter()
         .map(|p| {
             let functions = route(&p);
-            rows(p, functions, now)
+            let awaited = awaited(&p.event.name);
+            rows(p, functions, awaited, now)
         })
         .collect();
     let one_statement = conn.get_database_backend() == DbBackend::Postgres
-        && rows.iter().all(|r| r.idempotency_key.is_none());
+        && rows
+            .iter()
+            .all(|r| r.idempotency_key.is_none() && r.awaited.is_none());
     if one_statement {
         send_in_one_statement(conn, rows).await
     } else {
@@ -77,10 +83,12 @@ struct Rows {
     event: event::ActiveModel,
     idempotency_key: Option<String>,
     runs: Vec<run::ActiveModel>,
+    /// Set when some function may wait for the event.
+    awaited: Option<awaited_event::ActiveModel>,
     receipt: SendReceipt,
 }
 
-fn rows(p: Prepared, functions: &[String], now: i64) -> Rows {
+fn rows(p: Prepared, functions: &[String], awaited: bool, now: i64) -> Rows {
     let event_id = new_id();
     let mut runs = Vec::with_capacity(functions.len());
     let mut run_ids = Vec::with_capacity(functions.len());
@@ -100,6 +108,13 @@ fn rows(p: Prepared, functions: &[String], now: i64) -> Rows {
         .idempotency_key
         .as_deref()
         .map(|key| scoped_key(p.event.user_id.as_deref(), key));
+    let awaited = awaited.then(|| awaited_event::ActiveModel {
+        event_id: Set(event_id.clone()),
+        name: Set(p.event.name.clone()),
+        user_key: Set(p.event.user_id.clone().unwrap_or_default()),
+        ts: Set(now),
+        pending: Set(true),
+    });
     Rows {
         event: event::ActiveModel {
             id: Set(event_id.clone()),
@@ -111,6 +126,7 @@ fn rows(p: Prepared, functions: &[String], now: i64) -> Rows {
         },
         idempotency_key,
         runs,
+        awaited,
         receipt: SendReceipt {
             event_id,
             run_ids,
@@ -192,6 +208,7 @@ async fn send_in_transaction<C: ConnectionTrait + TransactionTrait>(
     let mut receipts = Vec::with_capacity(rows.len());
     let mut event_rows = Vec::with_capacity(rows.len());
     let mut run_rows = Vec::with_capacity(rows.len());
+    let mut awaited_rows = Vec::new();
     for r in rows {
         if let Some(key) = &r.idempotency_key {
             // Insert-or-skip in one statement, so concurrent sends with one key agree.
@@ -215,6 +232,7 @@ async fn send_in_transaction<C: ConnectionTrait + TransactionTrait>(
             event_rows.push(r.event);
         }
         run_rows.extend(r.runs);
+        awaited_rows.extend(r.awaited);
         receipts.push(r.receipt);
     }
     for chunk in event_rows.chunks(ROWS_PER_INSERT) {
@@ -227,7 +245,12 @@ async fn send_in_transaction<C: ConnectionTrait + TransactionTrait>(
             .exec_without_returning(conn)
             .await?;
     }
-    if !run_rows.is_empty() {
+    for chunk in awaited_rows.chunks(ROWS_PER_INSERT) {
+        awaited_event::Entity::insert_many(chunk.to_vec())
+            .exec_without_returning(conn)
+            .await?;
+    }
+    if !run_rows.is_empty() || !awaited_rows.is_empty() {
         notify::wake_on_commit(conn).await?;
     }
     txn.commit().await?;

@@ -1,0 +1,472 @@
+//! Waits for events (`step.wait_for_event`): which events end a wait, and the SQL that
+//! ends one.
+//!
+//! A wait and a matching event may be recorded at the same moment in two transactions
+//! that cannot see each other. So each side looks for the other *after* its own commit:
+//! the matcher compares each committed awaited event with the open waits, and a run
+//! that has just parked on a wait looks back over the awaited events recorded since its
+//! window began. At least one of the two sees both rows; ending a wait is one guarded
+//! UPDATE (`… WHERE status = 'open'`), so only one of them ends it.
+use sea_orm::sea_query::{Expr, LockBehavior, LockType};
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect,
+};
+use serde_json::Value;
+
+use super::{begin, notify};
+use crate::domain::RunStatus;
+use crate::engine::entities::{awaited_event, event, run, wait};
+use crate::engine::event::Event;
+use crate::engine::runtime::Runtime;
+
+/// Awaited events the matcher takes in one transaction.
+pub(crate) const MATCH_BATCH: u64 = 100;
+/// Most leaves of an event's data that can serve as match fields.
+const MAX_MATCH_FIELDS: usize = 256;
+/// Deepest data field that can serve as a match field.
+const MAX_FIELD_DEPTH: usize = 8;
+/// Most awaited events a wait looks back over when it starts.
+const LOOKBACK_LIMIT: u64 = 1000;
+
+pub(crate) const OPEN: &str = "open";
+pub(crate) const MATCHED: &str = "matched";
+pub(crate) const TIMED_OUT: &str = "timed_out";
+
+/// An event as match fields and CEL expressions see it.
+fn as_json(event: &Event) -> Value {
+    serde_json::json!({
+        "id": event.id,
+        "name": event.name,
+        "data": event.data,
+        "user_id": event.user_id,
+        "ts": event.ts,
+    })
+}
+
+/// The value at `field` (`data.order.id`) of `event`, if it is a string, number or bool.
+pub(crate) fn field_value(event: &Event, field: &str) -> Option<String> {
+    let mut value = &as_json(event);
+    for part in field.split('.') {
+        value = value.get(part)?;
+    }
+    match value {
+        Value::String(_) | Value::Number(_) | Value::Bool(_) => Some(value.to_string()),
+        _ => None,
+    }
+}
+
+/// `<field>=<value>`, as stored in `wait.match_key`.
+pub(crate) fn match_key(field: &str, value: &str) -> String {
+    format!("{field}={value}")
+}
+
+/// Every match key `event` could satisfy: one per string, number or bool in its data.
+fn candidate_keys(event: &Event) -> Vec<String> {
+    fn walk(value: &Value, path: &mut String, depth: usize, keys: &mut Vec<String>) {
+        if keys.len() >= MAX_MATCH_FIELDS {
+            return;
+        }
+        match value {
+            Value::Object(map) if depth < MAX_FIELD_DEPTH => {
+                for (name, child) in map {
+                    let len = path.len();
+                    path.push('.');
+                    path.push_str(name);
+                    walk(child, path, depth + 1, keys);
+                    path.truncate(len);
+                }
+            }
+            Value::String(_) | Value::Number(_) | Value::Bool(_) => {
+                keys.push(match_key(path, &value.to_string()));
+            }
+            _ => {}
+        }
+    }
+    let mut keys = Vec::new();
+    walk(&event.data, &mut "data".to_string(), 0, &mut keys);
+    keys
+}
+
+/// Whether `new` ends `wait`, whose run's event is `waiting`: it has the wait's name,
+/// user and window, the match field's value, and the condition holds.
+pub(crate) fn matches(wait: &wait::Model, waiting: &Event, new: &Event) -> bool {
+    if new.name != wait.event_name
+        || new.user_id.as_deref().unwrap_or_default() != wait.user_key
+        || new.ts < wait.window_start
+        || new.ts >= wait.expires_at
+    {
+        return false;
+    }
+    if let Some(key) = &wait.match_key {
+        let Some((field, expected)) = key.split_once('=') else {
+            return false;
+        };
+        if field_value(new, field).as_deref() != Some(expected) {
+            return false;
+        }
+    }
+    match &wait.condition {
+        None => true,
+        Some(expression) => condition_holds(expression, waiting, new).unwrap_or_else(|err| {
+            tracing::debug!(run_id = %wait.run_id, step = %wait.step_id, error = %err,
+                "a wait's condition could not be evaluated; the event does not match");
+            false
+        }),
+    }
+}
+
+/// Checks that `expression` is CEL the evaluator accepts.
+pub(crate) fn check_condition(expression: &str) -> Result<(), String> {
+    cel::Program::compile(expression)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// Evaluates a wait's CEL condition with `event` (the waiting run's event) and `async`
+/// (the new one), as Inngest's `if` does.
+fn condition_holds(expression: &str, waiting: &Event, new: &Event) -> Result<bool, String> {
+    let program = cel::Program::compile(expression).map_err(|e| e.to_string())?;
+    let mut context = cel::Context::default();
+    context
+        .add_variable("event", as_json(waiting))
+        .map_err(|e| e.to_string())?;
+    context
+        .add_variable("async", as_json(new))
+        .map_err(|e| e.to_string())?;
+    match program.execute(&context).map_err(|e| e.to_string())? {
+        cel::Value::Bool(b) => Ok(b),
+        other => Err(format!("the condition gave {other:?}, not a bool")),
+    }
+}
+
+/// The wait of `run_id`'s step `step_id`.
+pub(crate) async fn get<C: ConnectionTrait>(
+    conn: &C,
+    run_id: &str,
+    step_id: &str,
+) -> Result<Option<wait::Model>, DbErr> {
+    wait::Entity::find_by_id((run_id.to_string(), step_id.to_string()))
+        .one(conn)
+        .await
+}
+
+/// The event with this id, as a handler sees it.
+pub(crate) async fn event<C: ConnectionTrait>(conn: &C, id: &str) -> Result<Option<Event>, DbErr> {
+    event::Entity::find_by_id(id.to_string())
+        .one(conn)
+        .await?
+        .map(|row| Event::try_from(row).map_err(|e| DbErr::Custom(e.to_string())))
+        .transpose()
+}
+
+/// Ends an open wait that has expired; false if it had ended already (matched).
+pub(crate) async fn time_out<C: ConnectionTrait>(
+    conn: &C,
+    run_id: &str,
+    step_id: &str,
+    now: i64,
+) -> Result<bool, DbErr> {
+    let ended = wait::Entity::update_many()
+        .col_expr(wait::Column::Status, Expr::value(TIMED_OUT))
+        .col_expr(wait::Column::EndedAt, Expr::value(now))
+        .filter(wait::Column::RunId.eq(run_id))
+        .filter(wait::Column::StepId.eq(step_id))
+        .filter(wait::Column::Status.eq(OPEN))
+        .filter(wait::Column::ExpiresAt.lte(now))
+        .exec(conn)
+        .await?;
+    Ok(ended.rows_affected == 1)
+}
+
+/// Ends `wait` with `event_id` unless it has ended already or its run has used that
+/// event for another wait, and makes its run due now. True if it ended it.
+async fn end_with<C: ConnectionTrait>(
+    conn: &C,
+    wait: &wait::Model,
+    event_id: &str,
+    now: i64,
+) -> Result<bool, DbErr> {
+    let used = wait::Entity::find()
+        .filter(wait::Column::RunId.eq(&wait.run_id))
+        .filter(wait::Column::EventId.eq(event_id))
+        .one(conn)
+        .await?;
+    if used.is_some() {
+        return Ok(false);
+    }
+    let ended = wait::Entity::update_many()
+        .col_expr(wait::Column::Status, Expr::value(MATCHED))
+        .col_expr(wait::Column::EventId, Expr::value(event_id))
+        .col_expr(wait::Column::EndedAt, Expr::value(now))
+        .filter(wait::Column::RunId.eq(&wait.run_id))
+        .filter(wait::Column::StepId.eq(&wait.step_id))
+        .filter(wait::Column::Status.eq(OPEN))
+        .exec(conn)
+        .await?;
+    if ended.rows_affected == 1 {
+        wake_run(conn, &wait.run_id, now).await?;
+    }
+    Ok(ended.rows_affected == 1)
+}
+
+/// Makes a parked run due now (nothing if it is not parked, or due already).
+async fn wake_run<C: ConnectionTrait>(conn: &C, run_id: &str, now: i64) -> Result<(), DbErr> {
+    run::Entity::update_many()
+        .col_expr(run::Column::DueAt, Expr::value(now))
+        .col_expr(run::Column::UpdatedAt, Expr::value(now))
+        .filter(run::Column::Id.eq(run_id))
+        .filter(run::Column::Status.eq(RunStatus::Sleeping.as_str()))
+        .filter(run::Column::DueAt.gt(now))
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
+/// The event each run was sent, by run id.
+async fn run_events<C: ConnectionTrait>(
+    conn: &C,
+    run_ids: Vec<String>,
+) -> Result<std::collections::HashMap<String, Event>, DbErr> {
+    let rows: Vec<(run::Model, Option<event::Model>)> = run::Entity::find()
+        .filter(run::Column::Id.is_in(run_ids))
+        .find_also_related(event::Entity)
+        .all(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(run, event)| Some((run.id, Event::try_from(event?).ok()?)))
+        .collect())
+}
+
+/// The matcher's pass: takes up to [`MATCH_BATCH`] pending awaited events, oldest
+/// first, ends the open waits each matches, and marks them compared — in one
+/// transaction. Returns how many events it took and whether it ended any wait.
+pub(crate) async fn match_pending(rt: &Runtime) -> Result<(usize, bool), DbErr> {
+    let now = rt.clock.now_ms();
+    let txn = begin(rt).await?;
+    let mut pending = awaited_event::Entity::find()
+        .filter(Expr::cust("pending"))
+        .order_by_asc(awaited_event::Column::Ts)
+        .limit(MATCH_BATCH);
+    if txn.get_database_backend() == DbBackend::Postgres {
+        // Processes share the pending events instead of all comparing each.
+        pending = pending.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
+    }
+    let pending = pending.all(&txn).await?;
+    if pending.is_empty() {
+        txn.rollback().await?;
+        return Ok((0, false));
+    }
+    let ids: Vec<String> = pending.iter().map(|a| a.event_id.clone()).collect();
+    let events: Vec<Event> = event::Entity::find()
+        .filter(event::Column::Id.is_in(ids.clone()))
+        .order_by_asc(event::Column::Ts)
+        .order_by_asc(event::Column::Id)
+        .all(&txn)
+        .await?
+        .into_iter()
+        .filter_map(|row| Event::try_from(row).ok())
+        .collect();
+    let mut ended_any = false;
+    for new in &events {
+        let keys = candidate_keys(new);
+        let mut key_match = Condition::any().add(wait::Column::MatchKey.is_null());
+        if !keys.is_empty() {
+            key_match = key_match.add(wait::Column::MatchKey.is_in(keys));
+        }
+        let open = wait::Entity::find()
+            .filter(Expr::cust("status = 'open'"))
+            .filter(wait::Column::EventName.eq(&new.name))
+            .filter(wait::Column::UserKey.eq(new.user_id.clone().unwrap_or_default()))
+            .filter(key_match)
+            .filter(wait::Column::WindowStart.lte(new.ts))
+            .filter(wait::Column::ExpiresAt.gt(new.ts))
+            .order_by_asc(wait::Column::CreatedAt)
+            .all(&txn)
+            .await?;
+        if open.is_empty() {
+            continue;
+        }
+        let waiting = run_events(&txn, open.iter().map(|w| w.run_id.clone()).collect()).await?;
+        for wait in &open {
+            let Some(waiting) = waiting.get(&wait.run_id) else {
+                continue;
+            };
+            if matches(wait, waiting, new) && end_with(&txn, wait, &new.id, now).await? {
+                ended_any = true;
+            }
+        }
+    }
+    awaited_event::Entity::update_many()
+        .col_expr(awaited_event::Column::Pending, Expr::value(false))
+        .filter(awaited_event::Column::EventId.is_in(ids))
+        .exec(&txn)
+        .await?;
+    if ended_any {
+        notify::wake_on_commit(&txn).await?;
+    }
+    txn.commit().await?;
+    Ok((pending.len(), ended_any))
+}
+
+/// After `wait` was committed with its run parked: ends it with the oldest awaited event
+/// recorded in its window that matches (the lookback, and any event sent while the wait
+/// was being recorded), or wakes the run if the matcher ended it meanwhile. True if the
+/// run is due now.
+pub(crate) async fn look_back(
+    rt: &Runtime,
+    wait: &wait::Model,
+    waiting: &Event,
+) -> Result<bool, DbErr> {
+    let now = rt.clock.now_ms();
+    let txn = begin(rt).await?;
+    let current = get(&txn, &wait.run_id, &wait.step_id).await?;
+    let Some(current) = current else {
+        txn.rollback().await?;
+        return Ok(false);
+    };
+    if current.status != OPEN {
+        if current.status == MATCHED {
+            wake_run(&txn, &wait.run_id, now).await?;
+            notify::wake_on_commit(&txn).await?;
+            txn.commit().await?;
+            return Ok(true);
+        }
+        txn.rollback().await?;
+        return Ok(false);
+    }
+    let recent: Vec<String> = awaited_event::Entity::find()
+        .select_only()
+        .column(awaited_event::Column::EventId)
+        .filter(awaited_event::Column::Name.eq(&wait.event_name))
+        .filter(awaited_event::Column::UserKey.eq(&wait.user_key))
+        .filter(awaited_event::Column::Ts.gte(wait.window_start))
+        .filter(awaited_event::Column::Ts.lt(wait.expires_at))
+        .order_by_asc(awaited_event::Column::Ts)
+        .limit(LOOKBACK_LIMIT)
+        .into_tuple()
+        .all(&txn)
+        .await?;
+    if recent.is_empty() {
+        txn.rollback().await?;
+        return Ok(false);
+    }
+    let events = event::Entity::find()
+        .filter(event::Column::Id.is_in(recent))
+        .order_by_asc(event::Column::Ts)
+        .order_by_asc(event::Column::Id)
+        .all(&txn)
+        .await?;
+    for row in events {
+        let Ok(new) = Event::try_from(row) else {
+            continue;
+        };
+        if matches(&current, waiting, &new) && end_with(&txn, &current, &new.id, now).await? {
+            notify::wake_on_commit(&txn).await?;
+            txn.commit().await?;
+            return Ok(true);
+        }
+    }
+    txn.rollback().await?;
+    Ok(false)
+}
+
+/// Deletes compared awaited events older than the longest lookback.
+pub(crate) async fn forget_awaited<C: ConnectionTrait>(
+    conn: &C,
+    before: i64,
+) -> Result<u64, DbErr> {
+    let deleted = awaited_event::Entity::delete_many()
+        .filter(Expr::cust("NOT pending"))
+        .filter(awaited_event::Column::Ts.lt(before))
+        .exec(conn)
+        .await?;
+    Ok(deleted.rows_affected)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(data: Value) -> Event {
+        Event {
+            id: "e".into(),
+            name: "demo/approval.decided".into(),
+            data,
+            user_id: Some("u1".into()),
+            ts: 100,
+        }
+    }
+
+    fn wait(match_key: Option<String>, condition: Option<&str>) -> wait::Model {
+        wait::Model {
+            run_id: "r".into(),
+            step_id: "s".into(),
+            user_key: "u1".into(),
+            event_name: "demo/approval.decided".into(),
+            match_key,
+            condition: condition.map(str::to_string),
+            window_start: 50,
+            expires_at: 200,
+            status: OPEN.into(),
+            event_id: None,
+            created_at: 60,
+            ended_at: None,
+        }
+    }
+
+    #[test]
+    fn candidate_keys_name_every_scalar_of_the_data() {
+        let keys = candidate_keys(&event(serde_json::json!({
+            "request_id": "r1", "n": 2, "ok": true, "nested": {"id": 7}, "list": [1], "none": null
+        })));
+        let mut keys = keys;
+        keys.sort();
+        assert_eq!(
+            keys,
+            [
+                r#"data.n=2"#,
+                r#"data.nested.id=7"#,
+                r#"data.ok=true"#,
+                r#"data.request_id="r1""#,
+            ]
+        );
+    }
+
+    #[test]
+    fn a_wait_matches_on_its_field_and_condition_within_its_window() {
+        let waiting = event(serde_json::json!({"request_id": "r1", "limit": 10}));
+        let key = Some(match_key(
+            "data.request_id",
+            &field_value(&waiting, "data.request_id").unwrap(),
+        ));
+        let same = event(serde_json::json!({"request_id": "r1", "amount": 5}));
+        let other = event(serde_json::json!({"request_id": "r2"}));
+        assert!(matches(&wait(key.clone(), None), &waiting, &same));
+        assert!(!matches(&wait(key.clone(), None), &waiting, &other));
+
+        let cel = "async.data.amount < event.data.limit";
+        assert!(check_condition(cel).is_ok());
+        assert!(matches(&wait(key.clone(), Some(cel)), &waiting, &same));
+        let big = event(serde_json::json!({"request_id": "r1", "amount": 50}));
+        assert!(!matches(&wait(key.clone(), Some(cel)), &waiting, &big));
+        // A condition that cannot be evaluated never matches.
+        assert!(!matches(
+            &wait(None, Some("async.data.missing > 1")),
+            &waiting,
+            &same
+        ));
+        assert!(check_condition("async.data.amount <").is_err());
+
+        let mut early = same.clone();
+        early.ts = 49;
+        assert!(!matches(&wait(key.clone(), None), &waiting, &early));
+        let mut late = same.clone();
+        late.ts = 200;
+        assert!(!matches(&wait(key.clone(), None), &waiting, &late));
+        let mut stranger = same;
+        stranger.user_id = Some("u2".into());
+        assert!(!matches(&wait(key, None), &waiting, &stranger));
+    }
+}
