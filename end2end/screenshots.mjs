@@ -12,7 +12,8 @@ const browser = await chromium.launch({
   executablePath: '/usr/bin/chromium',
   args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
 });
-const page = await browser.newPage({ viewport: { width: 1100, height: 720 } });
+const context = await browser.newContext({ viewport: { width: 1100, height: 720 } });
+const page = await context.newPage();
 const shot = (name) => page.screenshot({ path: `${out}/${name}.png`, fullPage: true });
 
 await page.goto(`${base}/signin`);
@@ -57,6 +58,23 @@ page.once('dialog', (dialog) => dialog.accept());
 await page.getByRole('button', { name: 'Cancel run' }).click();
 await page.locator('.cancelled-by').waitFor();
 await shot('run-cancelled');
+// approval-flow: the run page while it waits, and after the decision.
+await page.goto(`${base}/functions`);
+await page.locator('body[data-hydrated]').waitFor();
+const approval = page.locator('article.function[data-function="approval-flow"]');
+await approval.getByLabel('Invoke with data (JSON)').fill('{"request_id": "req-1"}');
+await approval.getByRole('button', { name: 'Invoke' }).click();
+await approval.getByRole('link', { name: /^run / }).click();
+await page.locator('li.step[data-status="waiting"]').waitFor({ timeout: 15000 });
+await shot('run-waiting');
+const events = await context.newPage();
+await events.goto(`${base}/events`);
+await events.locator('body[data-hydrated]').waitFor();
+await events.getByLabel('Name').fill('demo/approval.decided');
+await events.getByLabel('Data (JSON)').fill('{"request_id": "req-1", "approved": true}');
+await events.getByRole('button', { name: 'Send event' }).click();
+await page.locator('.run-header .status[data-status="completed"]').waitFor({ timeout: 15000 });
+await shot('run-wait-matched');
 await page.goto(`${base}/runs`);
 await page.setViewportSize({ width: 390, height: 800 });
 await shot('home-phone');

@@ -10,7 +10,10 @@ use crate::error::AppError;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FunctionView {
     pub id: String,
+    pub description: String,
     pub triggers: Vec<String>,
+    /// The events its waits may wait for.
+    pub awaits: Vec<String>,
     pub retries: u32,
     pub counts: Vec<(RunStatus, i64)>,
 }
@@ -60,7 +63,9 @@ mod ssr {
             .into_iter()
             .map(|f| FunctionView {
                 id: f.id().to_string(),
+                description: f.description().to_string(),
                 triggers: f.triggers().to_vec(),
+                awaits: f.awaits().to_vec(),
                 retries: f.retry_limit(),
                 counts: counts
                     .iter()

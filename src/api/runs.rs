@@ -52,6 +52,25 @@ pub struct StepView {
     pub wake_at: Option<i64>,
     /// Pretty JSON.
     pub output: Option<String>,
+    /// What a wait step waits for, and how it ended.
+    pub wait: Option<WaitView>,
+}
+
+/// A wait step's rule and its end.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WaitView {
+    pub event_name: String,
+    /// `data.request_id = "r1"`: the field the new event must share with the run's.
+    pub matching: Option<String>,
+    /// The CEL condition.
+    pub condition: Option<String>,
+    /// Events sent from this time on count (the start, or earlier with a lookback).
+    pub window_start: i64,
+    pub expires_at: i64,
+    /// `open`, `matched` or `timed_out`.
+    pub status: String,
+    /// The event that ended it.
+    pub event_id: Option<String>,
 }
 
 /// The most steps a run's page lists.
@@ -134,7 +153,9 @@ mod ssr {
     use super::*;
     use crate::api::events::ssr::event_view;
     use crate::api::{no_empty, pretty, PAGE_SIZE};
-    use crate::engine::entities::step;
+    use std::collections::HashMap;
+
+    use crate::engine::entities::{step, wait};
     use crate::engine::inspect::{self, RunFilter, RunListing};
     use crate::state::AppState;
 
@@ -159,7 +180,23 @@ mod ssr {
         }
     }
 
-    fn step_view(s: step::Model) -> StepView {
+    fn wait_view(w: wait::Model) -> WaitView {
+        WaitView {
+            event_name: w.event_name,
+            matching: w
+                .match_key
+                .as_deref()
+                .and_then(|k| k.split_once('='))
+                .map(|(field, value)| format!("{field} = {value}")),
+            condition: w.condition,
+            window_start: w.window_start,
+            expires_at: w.expires_at,
+            status: w.status,
+            event_id: w.event_id,
+        }
+    }
+
+    fn step_view(s: step::Model, waits: &mut HashMap<String, wait::Model>) -> StepView {
         let mut errors: Vec<String> = serde_json::from_str(&s.errors).unwrap_or_default();
         // A step ended by something other than an attempt (a cancel) says why too.
         if let Some(error) = s.error.as_ref().filter(|e| errors.last() != Some(*e)) {
@@ -168,7 +205,6 @@ mod ssr {
         StepView {
             errors,
             output: s.output.as_deref().map(pretty),
-            step_id: s.step_id,
             name: s.name,
             kind: s.kind,
             status: s.status,
@@ -176,6 +212,8 @@ mod ssr {
             started_at: s.started_at,
             ended_at: s.ended_at,
             wake_at: s.wake_at,
+            wait: waits.remove(&s.step_id).map(wait_view),
+            step_id: s.step_id,
         }
     }
 
@@ -228,6 +266,11 @@ mod ssr {
         let (listing, event, steps) = inspect::run_detail(&state.db, user_id, id, STEPS_SHOWN)
             .await?
             .ok_or(AppError::NotFound)?;
+        let mut waits: HashMap<String, wait::Model> = inspect::waits(&state.db, id)
+            .await?
+            .into_iter()
+            .map(|w| (w.step_id.clone(), w))
+            .collect();
         let output = listing.run.output.as_deref().map(pretty);
         let error = listing.run.error.clone();
         let cancelled_by = listing.run.cancelled_by.clone();
@@ -237,7 +280,10 @@ mod ssr {
             output,
             error,
             cancelled_by,
-            steps: steps.into_iter().map(step_view).collect(),
+            steps: steps
+                .into_iter()
+                .map(|s| step_view(s, &mut waits))
+                .collect(),
             now: crate::db::now_ms(),
         })
     }

@@ -32,7 +32,7 @@ impl From<StepStatus> for Badge {
     fn from(status: StepStatus) -> Self {
         let icon = match status {
             StepStatus::Sleeping => "☾",
-            StepStatus::Waiting => "⧗",
+            StepStatus::Waiting => "◌",
             StepStatus::Retrying => "↻",
             StepStatus::Completed => "✓",
             StepStatus::Failed => "✕",

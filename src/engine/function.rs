@@ -45,6 +45,8 @@ pub struct Function {
     timeouts: Timeouts,
     /// The event names its `step.wait_for_event` calls may wait for.
     awaits: Vec<String>,
+    /// One line saying what it does, for dashboards.
+    description: String,
     handler: Handler,
 }
 
@@ -61,6 +63,7 @@ impl Function {
             retries: DEFAULT_RETRIES,
             timeouts: Timeouts::default(),
             awaits: Vec::new(),
+            description: String::new(),
             handler: Arc::new(move |ctx| Box::pin(handler(ctx))),
         }
     }
@@ -72,6 +75,12 @@ impl Function {
         if !self.triggers.contains(&name) {
             self.triggers.push(name);
         }
+        self
+    }
+
+    /// Says in one line what it does (shown on the Functions page).
+    pub fn describe(mut self, description: impl Into<String>) -> Self {
+        self.description = description.into();
         self
     }
 
@@ -122,6 +131,11 @@ impl Function {
     /// The event names it may wait for.
     pub fn awaits(&self) -> &[String] {
         &self.awaits
+    }
+
+    /// What it does, in one line (empty if not described).
+    pub fn description(&self) -> &str {
+        &self.description
     }
 
     pub(crate) fn step_rules(&self) -> StepRules {

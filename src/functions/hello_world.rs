@@ -52,6 +52,7 @@ pub fn function(db: DatabaseConnection) -> Function {
             Ok(json!({ "workflow": workflow }))
         }
     })
+    .describe("The chapter's job: three one-second durable sleeps, then a workflow for the user who asked.")
     .trigger(HelloWorldRequested::NAME)
     .retries(5)
 }

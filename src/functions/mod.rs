@@ -1,4 +1,5 @@
 //! The app's own background functions, built only from the engine's public API.
+pub mod approval_flow;
 pub mod hello_world;
 
 use sea_orm::DatabaseConnection;
@@ -7,5 +8,5 @@ use crate::engine::Function;
 
 /// Every function the server registers.
 pub fn all(db: &DatabaseConnection) -> Vec<Function> {
-    vec![hello_world::function(db.clone())]
+    vec![hello_world::function(db.clone()), approval_flow::function()]
 }

@@ -36,9 +36,14 @@ fn FunctionCard(function: FunctionView) -> impl IntoView {
     view! {
         <article class="function" data-function=function.id.clone()>
             <h2><code>{function.id.clone()}</code></h2>
+            {(!function.description.is_empty()).then(|| view! { <p class="description">{function.description.clone()}</p> })}
             <dl class="facts">
                 <dt>"Triggers"</dt>
                 <dd>{function.triggers.iter().map(|t| view! { <code class="trigger">{t.clone()}</code> " " }).collect_view()}</dd>
+                {(!function.awaits.is_empty()).then(|| view! {
+                    <dt>"Waits for"</dt>
+                    <dd>{function.awaits.iter().map(|t| view! { <code class="trigger">{t.clone()}</code> " " }).collect_view()}</dd>
+                })}
                 <dt>"Retries"</dt>
                 <dd>{function.retries}</dd>
                 <dt>"Runs"</dt>

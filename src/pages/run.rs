@@ -3,7 +3,7 @@ use leptos::prelude::*;
 use leptos_router::components::A;
 use leptos_router::hooks::{use_navigate, use_params_map};
 
-use crate::api::runs::{get_run, CancelRun, RerunRun, RunDetail, StepView, STEPS_SHOWN};
+use crate::api::runs::{get_run, CancelRun, RerunRun, RunDetail, StepView, WaitView, STEPS_SHOWN};
 use crate::components::form_error::{action_error, FormError, LoadError};
 use crate::components::live::use_live_runs;
 use crate::components::nav::Nav;
@@ -185,6 +185,51 @@ fn Timeline(detail: RunDetail) -> impl IntoView {
     .into_any()
 }
 
+/// What a wait step waits for and until when, and how it ended.
+#[component]
+fn WaitLine(wait: WaitView, started_at: i64) -> impl IntoView {
+    let ended = match (wait.status.as_str(), wait.event_id.clone()) {
+        ("matched", Some(id)) => view! {
+            <span>"ended by event "
+                <a class="wait-event" href=events_from(&id)><code>{short_id(&id)}</code></a>
+            </span>
+        }
+        .into_any(),
+        ("timed_out", _) => view! { <span>"timed out"</span> }.into_any(),
+        _ => view! { <span>{format!("times out at {}", format_time(wait.expires_at))}</span> }
+            .into_any(),
+    };
+    view! {
+        <p class="wait-rule muted" data-wait=wait.status.clone()>
+            "waits for " <code>{wait.event_name.clone()}</code>
+            {wait.matching.clone().map(|m| view! { " with " <code>{m}</code> })}
+            {wait.condition.clone().map(|c| view! { " if " <code>{c}</code> })}
+            {(wait.window_start < started_at).then(|| format!(", sent since {}", format_time(wait.window_start)))}
+            " · "
+            {ended}
+        </p>
+    }
+}
+
+/// The events page from event `id` on (the newest first): ids sort by time, and `~`
+/// sorts after every character an id has, so `before=<id>~` starts the page with it.
+fn events_from(id: &str) -> String {
+    format!("/events?before={id}~")
+}
+
+/// The last 8 characters of an id.
+fn short_id(id: &str) -> String {
+    let tail: String = id
+        .chars()
+        .rev()
+        .take(8)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    format!("…{tail}")
+}
+
 /// Where a step's bar ends: its end, its wake time if asleep, or now if still going.
 fn step_end(step: &StepView, now: i64) -> i64 {
     step.ended_at
@@ -201,6 +246,11 @@ fn StepLine(step: StepView, now: i64, left: f64, width: f64) -> impl IntoView {
                 .map(|at| format!("wakes at {}", format_time(at)))
         })
         .flatten();
+    let started_at = step.started_at;
+    let wait = step
+        .wait
+        .clone()
+        .map(|wait| view! { <WaitLine wait=wait started_at=started_at /> });
     let has_details = step.output.is_some() || !step.errors.is_empty();
     view! {
         <li class="step" data-step=step.name.clone() data-status=step.status.as_str()>
@@ -212,6 +262,7 @@ fn StepLine(step: StepView, now: i64, left: f64, width: f64) -> impl IntoView {
                 <span class="step-duration">{duration}</span>
                 {wakes.map(|w| view! { <span class="muted">{w}</span> })}
             </div>
+            {wait}
             <div class="bar-track">
                 <div
                     class=format!("bar bar-{}", step.status)

@@ -8,7 +8,7 @@ use sea_orm::{
 };
 
 use crate::domain::RunStatus;
-use crate::engine::entities::{event, run, step};
+use crate::engine::entities::{event, run, step, wait};
 
 /// Filters for [`runs`]; `None` means "any".
 #[derive(Clone, Debug, Default)]
@@ -186,6 +186,15 @@ pub async fn run_detail(
         .await?;
     let listing = listings(db, vec![run]).await?.pop();
     Ok(listing.map(|l| (l, event, steps)))
+}
+
+/// The waits of a run (call it after [`run_detail`] has checked that the run is the
+/// user's), by step key.
+pub async fn waits(db: &impl ConnectionTrait, run_id: &str) -> Result<Vec<wait::Model>, DbErr> {
+    wait::Entity::find()
+        .filter(wait::Column::RunId.eq(run_id))
+        .all(db)
+        .await
 }
 
 /// An event in a list, with the first runs it triggered.

@@ -1,0 +1,50 @@
+import { test, expect } from '@playwright/test';
+import { hydrated, newEmail, signUp, watchConsole } from './helpers';
+
+test('approval-flow waits on its run page for the decision sent from the events page, live', async ({ page, context }) => {
+  const errors = watchConsole(page);
+  await signUp(page, newEmail('approval'));
+  await page.goto('/functions');
+  await hydrated(page);
+  const card = page.locator('article.function[data-function="approval-flow"]');
+  await expect(card.locator('.description')).toContainText('Waits up to 1 hour');
+  await expect(card).toContainText('demo/approval.decided');
+
+  const requestId = `req-${Date.now()}`;
+  await card.getByLabel('Invoke with data (JSON)').fill(JSON.stringify({ request_id: requestId }));
+  await card.getByRole('button', { name: 'Invoke' }).click();
+  await card.getByRole('link', { name: /^run / }).click();
+  await expect(page).toHaveURL(/\/runs\/[0-9a-f-]{36}$/);
+  await hydrated(page);
+
+  // The run is parked on its wait, which says what it waits for and until when.
+  await expect(page.locator('.run-header .status')).toHaveAttribute('data-status', 'sleeping', { timeout: 15_000 });
+  const step = page.locator('li.step[data-step="wait for the decision"]');
+  await expect(step).toHaveAttribute('data-status', 'waiting');
+  const rule = step.locator('.wait-rule');
+  await expect(rule).toContainText('demo/approval.decided');
+  await expect(rule).toContainText(`data.request_id = "${requestId}"`);
+  await expect(rule).toContainText('times out at');
+
+  // Someone decides, on another page.
+  const events = await context.newPage();
+  await events.goto('/events');
+  await hydrated(events);
+  await events.getByLabel('Name').fill('demo/approval.decided');
+  await events.getByLabel('Data (JSON)').fill(JSON.stringify({ request_id: requestId, approved: true }));
+  await events.getByRole('button', { name: 'Send event' }).click();
+  await expect(events.locator('.toast').filter({ hasText: '이벤트 전송됨' })).toBeVisible();
+
+  // The run page, never reloaded, shows the wait ended by that event and the output.
+  await expect(page.locator('.run-header .status')).toHaveAttribute('data-status', 'completed', { timeout: 15_000 });
+  await expect(step).toHaveAttribute('data-status', 'completed');
+  await expect(rule).toHaveAttribute('data-wait', 'matched');
+  await expect(rule.getByRole('link')).toBeVisible();
+  await expect(page.locator('.two-col')).toContainText('"approved": true');
+
+  // The link opens the events page with the decision first.
+  await rule.getByRole('link').click();
+  await expect(page).toHaveURL(/\/events\?before=/);
+  await expect(page.locator('li.event').first().locator('.event-name')).toHaveText('demo/approval.decided');
+  expect(errors).toEqual([]);
+});
