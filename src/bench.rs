@@ -1,8 +1,10 @@
 //! `nodebase bench`: measures the engine on a fresh database and prints its figures.
 //!
 //! (a) throughput of N runs of a one-step function, (b) of N runs of a three-step
-//! function, (c) latency from `send` to the first step's start at low load, and the
-//! process's peak resident memory. The events of (a) and (b) are recorded first and the
+//! function, (c) `wait_for_event`: W runs parked on waits, then W matching events sent
+//! in batches of 100 — events matched per second and send→resume latency, (d) latency
+//! from `send` to the first step's start at low load, and from `send` to the end of a
+//! three-step run, and the process's peak resident memory. The events of (a) and (b) are recorded first and the
 //! workers started after, so the figures measure draining a backlog. For (a) and (b) it
 //! also prints what a run cost the database, from counters: the statements this process
 //! executed (SeaORM's metric callback) and, on PostgreSQL, the transactions the server
@@ -19,8 +21,8 @@ use sea_orm::{
 use serde_json::json;
 use tokio::sync::{broadcast, mpsc};
 
-use crate::engine::entities::run;
-use crate::engine::{Engine, EngineConfig, Function, NewEvent, RunStatus, RunUpdate};
+use crate::engine::entities::{run, wait};
+use crate::engine::{Engine, EngineConfig, Function, NewEvent, RunStatus, RunUpdate, WaitFor};
 use crate::server::StartError;
 
 /// What to measure, from the command line.
@@ -35,6 +37,9 @@ pub struct BenchArgs {
     /// Most runs claimed, or writes committed, per transaction.
     #[arg(long, default_value_t = 64)]
     pub batch: usize,
+    /// Runs parked on a wait, and matching events sent, in the wait phase.
+    #[arg(long, default_value_t = 5_000)]
+    pub waits: usize,
     /// Samples for the send→start latency.
     #[arg(long, default_value_t = 500)]
     pub latency_samples: usize,
@@ -62,7 +67,7 @@ pub struct BenchWorkerArgs {
 /// The child process of `bench --processes N`: runs the bench functions until killed.
 pub async fn worker(args: BenchWorkerArgs) -> Result<(), StartError> {
     let db = crate::db::connect(&args.database).await?;
-    let engine = bench_engine(&db, args.workers, args.batch, None)?;
+    let engine = bench_engine(&db, args.workers, args.batch, None, None)?;
     let _workers = engine.start();
     std::future::pending::<()>().await;
     Ok(())
@@ -73,11 +78,13 @@ fn bench_engine(
     workers: usize,
     batch: usize,
     started: Option<mpsc::UnboundedSender<(String, Instant)>>,
+    resumed: Option<mpsc::UnboundedSender<(u64, Instant)>>,
 ) -> Result<Engine, StartError> {
     Ok(Engine::builder(db.clone())
         .function(steps_function("bench-one-step", "bench/one", 1, None))
         .function(steps_function("bench-three-steps", "bench/three", 3, None))
         .function(steps_function("bench-latency", "bench/latency", 1, started))
+        .function(waiting_function(resumed))
         .config(EngineConfig {
             workers,
             batch,
@@ -110,7 +117,14 @@ pub async fn run(args: BenchArgs) -> Result<(), StartError> {
     );
 
     let (started_tx, started_rx) = mpsc::unbounded_channel::<(String, Instant)>();
-    let engine = bench_engine(&db, args.workers, args.batch, Some(started_tx))?;
+    let (resumed_tx, resumed_rx) = mpsc::unbounded_channel::<(u64, Instant)>();
+    let engine = bench_engine(
+        &db,
+        args.workers,
+        args.batch,
+        Some(started_tx),
+        Some(resumed_tx),
+    )?;
 
     for (event, label) in [("bench/one", "one-step"), ("bench/three", "three-step")] {
         let before = Cost::read(&db, &statements).await?;
@@ -119,7 +133,10 @@ pub async fn run(args: BenchArgs) -> Result<(), StartError> {
         println!("  {}", after.since(&before, args.runs));
         clear(&db).await?;
     }
+    waits(&engine, &db, &args, resumed_rx).await?;
+    clear(&db).await?;
     latency(&engine, &args, started_rx).await?;
+    end_to_end(&engine, &args).await?;
     println!("peak RSS: {:.1} MB", peak_rss_kb()? as f64 / 1024.0);
 
     drop(db);
@@ -166,6 +183,181 @@ fn steps_function(
         }
     })
     .trigger(event)
+}
+
+/// Waits for `bench/wait.match` with the same `data.k`, then tells `resumed` in a step.
+fn waiting_function(resumed: Option<mpsc::UnboundedSender<(u64, Instant)>>) -> Function {
+    Function::new("bench-wait", move |ctx| {
+        let resumed = resumed.clone();
+        async move {
+            let k = ctx.event.data["k"].as_u64().unwrap_or_default();
+            let wait =
+                WaitFor::event("bench/wait.match", Duration::from_secs(3600)).matching("data.k");
+            let matched = ctx.step.wait_for_event("match", wait).await?;
+            ctx.step
+                .run("resumed", || async move {
+                    if let Some(tx) = resumed {
+                        let _ = tx.send((k, Instant::now()));
+                    }
+                    Ok(())
+                })
+                .await?;
+            Ok(json!(matched.is_some()))
+        }
+    })
+    .trigger("bench/wait.start")
+    .waits_for("bench/wait.match")
+}
+
+/// W runs wait; then W matching events go out in batches of 100, one after another.
+async fn waits(
+    engine: &Engine,
+    db: &DatabaseConnection,
+    args: &BenchArgs,
+    mut resumed: mpsc::UnboundedReceiver<(u64, Instant)>,
+) -> Result<(), StartError> {
+    let n = args.waits;
+    let workers = engine.start();
+    for chunk in (0..n).collect::<Vec<_>>().chunks(1_000) {
+        let events = chunk
+            .iter()
+            .map(|k| NewEvent::new("bench/wait.start", json!({ "k": k })))
+            .collect();
+        engine.send_many(db, events).await?;
+    }
+    // Every run has parked on its wait.
+    let parked = Instant::now();
+    while (wait::Entity::find()
+        .filter(wait::Column::Status.eq("open"))
+        .count(db)
+        .await? as usize)
+        < n
+    {
+        if parked.elapsed() > Duration::from_secs(300) {
+            return Err("the waiting runs did not all park within 5 minutes".into());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let parked = parked.elapsed();
+
+    let updates = engine.subscribe();
+    let start = Instant::now();
+    let mut sent_at = vec![start; n];
+    for chunk in (0..n).collect::<Vec<_>>().chunks(100) {
+        let now = Instant::now();
+        let events = chunk
+            .iter()
+            .map(|&k| {
+                sent_at[k] = now;
+                NewEvent::new("bench/wait.match", json!({ "k": k }))
+            })
+            .collect();
+        engine.send_many(db, events).await?;
+    }
+    let mut latencies = Vec::with_capacity(n);
+    while latencies.len() < n {
+        let (k, at) = tokio::time::timeout(Duration::from_secs(60), resumed.recv())
+            .await?
+            .ok_or("the waiting function stopped")?;
+        latencies.push(at.duration_since(sent_at[k as usize]));
+    }
+    let matched = start.elapsed();
+    wait_completed(db, updates, n).await?;
+    let (p50, p99, _) = percentiles(&mut latencies);
+    println!(
+        "wait_for_event: {n} runs parked in {:.2} s; {n} matching events resumed them in {:.2} s = {:.0} events matched/s; send→resume p50 {p50:.2} ms, p99 {p99:.2} ms",
+        parked.as_secs_f64(),
+        matched.as_secs_f64(),
+        n as f64 / matched.as_secs_f64(),
+    );
+
+    // Low load: one waiting run at a time, and its event once it has parked.
+    let mut updates = engine.subscribe();
+    let mut quiet = Vec::with_capacity(args.latency_samples);
+    for i in 0..args.latency_samples + 20 {
+        let k = n + i;
+        let receipt = engine
+            .send(db, NewEvent::new("bench/wait.start", json!({ "k": k })))
+            .await?;
+        let run_id = receipt.run_ids.first().ok_or("the event started no run")?;
+        tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match updates.recv().await {
+                    Ok(u) if &u.run_id == run_id && u.status == RunStatus::Sleeping => {
+                        return Ok(())
+                    }
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => return Err("engine stopped"),
+                }
+            }
+        })
+        .await??;
+        let sent = Instant::now();
+        engine
+            .send(db, NewEvent::new("bench/wait.match", json!({ "k": k })))
+            .await?;
+        let (resumed_k, at) = tokio::time::timeout(Duration::from_secs(10), resumed.recv())
+            .await?
+            .ok_or("the waiting function stopped")?;
+        if resumed_k != k as u64 {
+            return Err("wait samples out of order".into());
+        }
+        if i >= 20 {
+            quiet.push(at.duration_since(sent));
+        }
+    }
+    workers.shutdown().await;
+    let (p50, p99, max) = percentiles(&mut quiet);
+    println!(
+        "  one at a time: send→resume p50 {p50:.2} ms, p99 {p99:.2} ms, max {max:.2} ms ({} samples)",
+        quiet.len()
+    );
+    Ok(())
+}
+
+/// p50, p99 and the maximum of `samples`, in milliseconds.
+fn percentiles(samples: &mut [Duration]) -> (f64, f64, f64) {
+    samples.sort();
+    let pick = |q: f64| {
+        let i = ((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1;
+        samples[i].as_secs_f64() * 1000.0
+    };
+    (pick(0.50), pick(0.99), pick(1.0))
+}
+
+/// Sends one three-step run at a time and times it from the send to its end.
+async fn end_to_end(engine: &Engine, args: &BenchArgs) -> Result<(), StartError> {
+    let workers = engine.start();
+    let db = engine.db().clone();
+    let mut updates = engine.subscribe();
+    let mut samples = Vec::with_capacity(args.latency_samples);
+    for i in 0..args.latency_samples + 20 {
+        let sent = Instant::now();
+        let receipt = engine
+            .send(&db, NewEvent::new("bench/three", json!({})))
+            .await?;
+        let run_id = receipt.run_ids.first().ok_or("the event started no run")?;
+        tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match updates.recv().await {
+                    Ok(u) if &u.run_id == run_id && u.status.is_final() => return Ok(()),
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => return Err("engine stopped"),
+                }
+            }
+        })
+        .await??;
+        if i >= 20 {
+            samples.push(sent.elapsed());
+        }
+    }
+    workers.shutdown().await;
+    let (p50, p99, max) = percentiles(&mut samples);
+    println!(
+        "send→three-step run completed: p50 {p50:.2} ms, p99 {p99:.2} ms, max {max:.2} ms ({} samples)",
+        samples.len()
+    );
+    Ok(())
 }
 
 async fn throughput(
@@ -268,12 +460,15 @@ impl Cost {
 /// empty queue.
 async fn clear(db: &DatabaseConnection) -> Result<(), StartError> {
     run::Entity::delete_many().exec(db).await?;
+    crate::engine::entities::awaited_event::Entity::delete_many()
+        .exec(db)
+        .await?;
     crate::engine::entities::event::Entity::delete_many()
         .exec(db)
         .await?;
     if db.get_database_backend() == DbBackend::Postgres {
         // What autovacuum would do in a while: clear the dead rows out of the indexes.
-        db.execute_unprepared("VACUUM ANALYZE run, step, event")
+        db.execute_unprepared("VACUUM ANALYZE run, step, event, wait, awaited_event")
             .await?;
     }
     Ok(())
@@ -347,16 +542,9 @@ async fn latency(
         .await??;
     }
     workers.shutdown().await;
-    samples.sort();
-    let pick = |q: f64| {
-        let i = ((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1;
-        samples[i].as_secs_f64() * 1000.0
-    };
+    let (p50, p99, max) = percentiles(&mut samples);
     println!(
-        "send→first-step latency: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} samples)",
-        pick(0.50),
-        pick(0.99),
-        pick(1.0),
+        "send→first-step latency: p50 {p50:.2} ms, p99 {p99:.2} ms, max {max:.2} ms ({} samples)",
         samples.len()
     );
     Ok(())

@@ -351,3 +351,36 @@ async fn a_decision_sent_elsewhere_wakes_the_run_without_polling() {
     );
     eprintln!("decision sent -> run completed: {took:?}");
 }
+
+#[tokio::test]
+async fn a_decision_sent_while_no_worker_runs_is_matched_after_a_restart() {
+    let t = test_db().await;
+    let first = engine(&t.db, approval(Duration::ZERO, None), None);
+    let mut updates = common::Updates::new(first.subscribe());
+    let workers = first.start();
+    let run_id = first
+        .send(&t.db, requested("u1", "r1"))
+        .await
+        .unwrap()
+        .run_ids[0]
+        .clone();
+    wait_for(&mut updates, &run_id, RunStatus::Sleeping).await;
+    workers.shutdown().await;
+    drop(first);
+
+    // The decision arrives while nothing runs: it is kept, pending.
+    let db = nodebase::db::connect(&t.url).await.unwrap();
+    let second = engine(&db, approval(Duration::ZERO, None), None);
+    let decision = second.send(&db, decided("u1", "r1", true)).await.unwrap();
+    assert_eq!(run_row(&db, &run_id).await.status, RunStatus::Sleeping);
+
+    let mut updates = common::Updates::new(second.subscribe());
+    let workers = second.start();
+    wait_for(&mut updates, &run_id, RunStatus::Completed).await;
+    workers.shutdown().await;
+    let run = run_row(&db, &run_id).await;
+    assert_eq!(
+        output(&run),
+        json!({ "approved": true, "event": decision.event_id })
+    );
+}

@@ -10,7 +10,7 @@ use std::time::Duration;
 use futures::FutureExt;
 
 use super::completer::Completer;
-use super::entities::{run, step};
+use super::entities::run;
 use super::error::{storable, FnError};
 use super::event::Event;
 use super::function::{Ctx, Registry};
@@ -20,6 +20,7 @@ use super::retry::{decide, Decision};
 use super::runtime::Runtime;
 use super::step::Step;
 use super::store;
+use super::store::claim::Saved;
 
 /// Calls the run's handler once and records how it ended. `event` is the run's event,
 /// or why it cannot be had.
@@ -29,7 +30,7 @@ pub(crate) async fn execute(
     completer: Completer,
     run: run::Model,
     event: Result<Event, String>,
-    saved: Vec<step::Model>,
+    saved: Saved,
 ) {
     let lost = Arc::new(AtomicBool::new(false));
     let run_ref = RunRef::of(&run);

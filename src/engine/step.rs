@@ -23,6 +23,7 @@ use super::progress::{RunRef, Transition, Write};
 use super::retry::{decide, Decision};
 use super::runtime::Runtime;
 use super::store;
+use super::store::claim::Saved;
 use crate::domain::{StepKind, StepStatus};
 
 /// The longest step id a handler may use.
@@ -68,6 +69,9 @@ struct RunSteps {
 struct Replay {
     /// Saved steps by key.
     saved: HashMap<String, step::Model>,
+    /// The waits as the claim found them, by step key, and the events that ended them.
+    waits: HashMap<String, wait::Model>,
+    wait_events: HashMap<String, Event>,
     /// How often each id was called in this invocation (for the `:n` suffix).
     calls: HashMap<String, u32>,
     /// Every key given out in this invocation: no two steps share one.
@@ -91,7 +95,7 @@ impl Step {
         run: RunRef,
         rules: StepRules,
         event: Event,
-        saved: Vec<step::Model>,
+        saved: Saved,
         lost: Arc<AtomicBool>,
     ) -> Self {
         Step {
@@ -104,7 +108,13 @@ impl Step {
                 step_timeout: rules.step_timeout,
                 awaits: rules.awaits,
                 state: Mutex::new(Replay {
-                    saved: saved.into_iter().map(|s| (s.step_id.clone(), s)).collect(),
+                    saved: saved
+                        .steps
+                        .into_iter()
+                        .map(|s| (s.step_id.clone(), s))
+                        .collect(),
+                    waits: saved.waits,
+                    wait_events: saved.wait_events,
                     calls: HashMap::new(),
                     keys: HashSet::new(),
                     met: 0,
@@ -422,7 +432,13 @@ impl Step {
                 return Err(FnError::Interrupted);
             }
         };
-        let Some(wait) = store::wait::get(&rt.db, &run_id, &row.step_id).await? else {
+        // The wait as the claim found it; if it was still open then, ask again now.
+        let preloaded = lock(&self.run.state).waits.remove(&row.step_id);
+        let wait = match preloaded.filter(|w| w.status != store::wait::OPEN) {
+            Some(wait) => Some(wait),
+            None => store::wait::get(&rt.db, &run_id, &row.step_id).await?,
+        };
+        let Some(wait) = wait else {
             return Err(FnError::non_retriable(format!(
                 "the wait of step {id:?} is missing"
             )));
@@ -448,7 +464,12 @@ impl Step {
         let event = match status.as_str() {
             store::wait::MATCHED => {
                 let event_id = wait.event_id.as_deref().unwrap_or_default();
-                Some(store::wait::event(&rt.db, event_id).await?.ok_or_else(|| {
+                let preloaded = lock(&self.run.state).wait_events.remove(event_id);
+                let event = match preloaded {
+                    Some(event) => Some(event),
+                    None => store::wait::event(&rt.db, event_id).await?,
+                };
+                Some(event.ok_or_else(|| {
                     FnError::non_retriable(format!(
                         "the event {event_id} that ended the wait is gone"
                     ))
@@ -470,14 +491,9 @@ impl Step {
         row.status = StepStatus::Completed;
         row.ended_at = Some(wait.ended_at.unwrap_or(now));
         row.output = Some(serde_json::to_string(&event)?);
-        let ack = self
-            .run
-            .completer
-            .commit_later(self.write(row.clone(), None))
-            .map(|ours| ours.unwrap_or(false))
-            .boxed()
-            .shared();
-        *lock(&self.run.pending) = Some(ack);
+        // The wait's row already says how it ended, so the run goes on at once: if this
+        // record is lost, the next replay reads the same end from the wait again.
+        self.run.completer.send(self.write(row.clone(), None));
         self.remember(row);
         Ok(event)
     }

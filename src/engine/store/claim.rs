@@ -11,10 +11,19 @@ use sea_orm::{
 };
 
 use super::{due_states, id_col, id_in, locked_by_us, running};
-use crate::domain::RunStatus;
-use crate::engine::entities::{event, run, step};
+use crate::domain::{RunStatus, StepKind, StepStatus};
+use crate::engine::entities::{event, run, step, wait};
 use crate::engine::event::Event;
 use crate::engine::runtime::Runtime;
+
+/// What earlier invocations of a run recorded: its steps in order and, for a run parked
+/// on a wait, its waits by step key and the events that ended them.
+#[derive(Debug, Default)]
+pub(crate) struct Saved {
+    pub steps: Vec<step::Model>,
+    pub waits: HashMap<String, wait::Model>,
+    pub wait_events: HashMap<String, Event>,
+}
 
 /// A claimed run's event, or why it cannot be had: a run whose event is gone or
 /// unreadable fails alone, and never stops the others claimed with it.
@@ -141,22 +150,47 @@ fn gone(event_id: &str) -> String {
     format!("its event {event_id} is gone")
 }
 
-/// The saved steps of these runs.
+/// What these runs saved (see [`Saved`]).
 pub(crate) async fn steps(
     rt: &Runtime,
     run_ids: Vec<String>,
-) -> Result<HashMap<String, Vec<step::Model>>, DbErr> {
-    let mut by_run: HashMap<String, Vec<step::Model>> = HashMap::new();
+) -> Result<HashMap<String, Saved>, DbErr> {
+    let mut by_run: HashMap<String, Saved> = HashMap::new();
     if run_ids.is_empty() {
         return Ok(by_run);
     }
     let rows = step::Entity::find()
-        .filter(step::Column::RunId.is_in(run_ids))
+        .filter(step::Column::RunId.is_in(run_ids.clone()))
         .order_by_asc(step::Column::Position)
         .all(&rt.db)
         .await?;
+    let mut waiting = Vec::new();
     for row in rows {
-        by_run.entry(row.run_id.clone()).or_default().push(row);
+        if row.kind == StepKind::Wait && row.status == StepStatus::Waiting {
+            waiting.push(row.run_id.clone());
+        }
+        by_run
+            .entry(row.run_id.clone())
+            .or_default()
+            .steps
+            .push(row);
+    }
+    if waiting.is_empty() {
+        return Ok(by_run);
+    }
+    // The waits of runs parked on one, and the events that ended them.
+    let waits = wait::Entity::find()
+        .filter(wait::Column::RunId.is_in(waiting))
+        .all(&rt.db)
+        .await?;
+    let ended: Vec<String> = waits.iter().filter_map(|w| w.event_id.clone()).collect();
+    let events = self::events(rt, ended).await?;
+    for wait in waits {
+        let saved = by_run.entry(wait.run_id.clone()).or_default();
+        if let Some(Ok(event)) = wait.event_id.as_ref().and_then(|id| events.get(id)) {
+            saved.wait_events.insert(event.id.clone(), event.clone());
+        }
+        saved.waits.insert(wait.step_id.clone(), wait);
     }
     Ok(by_run)
 }

@@ -7,7 +7,9 @@
 //! that has just parked on a wait looks back over the awaited events recorded since its
 //! window began. At least one of the two sees both rows; ending a wait is one guarded
 //! UPDATE (`… WHERE status = 'open'`), so only one of them ends it.
-use sea_orm::sea_query::{Expr, LockBehavior, LockType};
+use std::collections::HashSet;
+
+use sea_orm::sea_query::{CaseStatement, Expr, ExprTrait, LockBehavior, LockType, Query};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter,
     QueryOrder, QuerySelect,
@@ -90,7 +92,7 @@ fn candidate_keys(event: &Event) -> Vec<String> {
 
 /// Whether `new` ends `wait`, whose run's event is `waiting`: it has the wait's name,
 /// user and window, the match field's value, and the condition holds.
-pub(crate) fn matches(wait: &wait::Model, waiting: &Event, new: &Event) -> bool {
+pub(crate) fn matches(wait: &wait::Model, waiting: Option<&Event>, new: &Event) -> bool {
     if new.name != wait.event_name
         || new.user_id.as_deref().unwrap_or_default() != wait.user_key
         || new.ts < wait.window_start
@@ -106,13 +108,15 @@ pub(crate) fn matches(wait: &wait::Model, waiting: &Event, new: &Event) -> bool 
             return false;
         }
     }
-    match &wait.condition {
-        None => true,
-        Some(expression) => condition_holds(expression, waiting, new).unwrap_or_else(|err| {
-            tracing::debug!(run_id = %wait.run_id, step = %wait.step_id, error = %err,
+    match (&wait.condition, waiting) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(expression), Some(waiting)) => condition_holds(expression, waiting, new)
+            .unwrap_or_else(|err| {
+                tracing::debug!(run_id = %wait.run_id, step = %wait.step_id, error = %err,
                 "a wait's condition could not be evaluated; the event does not match");
-            false
-        }),
+                false
+            }),
     }
 }
 
@@ -240,8 +244,9 @@ async fn run_events<C: ConnectionTrait>(
 }
 
 /// The matcher's pass: takes up to [`MATCH_BATCH`] pending awaited events, oldest
-/// first, ends the open waits each matches, and marks them compared — in one
-/// transaction. Returns how many events it took and whether it ended any wait.
+/// first, ends the open waits they match, and marks them compared — in one transaction
+/// and a fixed number of statements, whatever the number of events and waits. Returns
+/// how many events it took and whether it ended any wait.
 pub(crate) async fn match_pending(rt: &Runtime) -> Result<(usize, bool), DbErr> {
     let now = rt.clock.now_ms();
     let txn = begin(rt).await?;
@@ -268,46 +273,128 @@ pub(crate) async fn match_pending(rt: &Runtime) -> Result<(usize, bool), DbErr> 
         .into_iter()
         .filter_map(|row| Event::try_from(row).ok())
         .collect();
-    let mut ended_any = false;
-    for new in &events {
-        let keys = candidate_keys(new);
-        let mut key_match = Condition::any().add(wait::Column::MatchKey.is_null());
-        if !keys.is_empty() {
-            key_match = key_match.add(wait::Column::MatchKey.is_in(keys));
-        }
-        let open = wait::Entity::find()
-            .filter(Expr::cust("status = 'open'"))
-            .filter(wait::Column::EventName.eq(&new.name))
-            .filter(wait::Column::UserKey.eq(new.user_id.clone().unwrap_or_default()))
-            .filter(key_match)
-            .filter(wait::Column::WindowStart.lte(new.ts))
-            .filter(wait::Column::ExpiresAt.gt(new.ts))
-            .order_by_asc(wait::Column::CreatedAt)
+
+    // Every open wait any of the events could end, found by index in one query.
+    let mut names: Vec<&str> = events.iter().map(|e| e.name.as_str()).collect();
+    let mut users: Vec<&str> = events
+        .iter()
+        .map(|e| e.user_id.as_deref().unwrap_or_default())
+        .collect();
+    let mut keys: Vec<String> = events.iter().flat_map(candidate_keys).collect();
+    for list in [&mut names, &mut users] {
+        list.sort_unstable();
+        list.dedup();
+    }
+    keys.sort_unstable();
+    keys.dedup();
+    let mut key_match = Condition::any().add(wait::Column::MatchKey.is_null());
+    for chunk in keys.chunks(500) {
+        key_match = key_match.add(wait::Column::MatchKey.is_in(chunk.to_vec()));
+    }
+    let open = wait::Entity::find()
+        .filter(Expr::cust("status = 'open'"))
+        .filter(wait::Column::EventName.is_in(names))
+        .filter(wait::Column::UserKey.is_in(users))
+        .filter(key_match)
+        .order_by_asc(wait::Column::CreatedAt)
+        .all(&txn)
+        .await?;
+    let ended = if open.is_empty() {
+        Vec::new()
+    } else {
+        let runs: Vec<String> = open.iter().map(|w| w.run_id.clone()).collect();
+        let with_condition: Vec<String> = open
+            .iter()
+            .filter(|w| w.condition.is_some())
+            .map(|w| w.run_id.clone())
+            .collect();
+        let waiting = run_events(&txn, with_condition).await?;
+        // What these runs' other waits already took: a run gets each event once.
+        let mut used: HashSet<(String, String)> = wait::Entity::find()
+            .select_only()
+            .column(wait::Column::RunId)
+            .column(wait::Column::EventId)
+            .filter(wait::Column::RunId.is_in(runs))
+            .filter(wait::Column::EventId.is_in(ids.clone()))
+            .into_tuple()
             .all(&txn)
-            .await?;
-        if open.is_empty() {
-            continue;
-        }
-        let waiting = run_events(&txn, open.iter().map(|w| w.run_id.clone()).collect()).await?;
-        for wait in &open {
-            let Some(waiting) = waiting.get(&wait.run_id) else {
-                continue;
-            };
-            if matches(wait, waiting, new) && end_with(&txn, wait, &new.id, now).await? {
-                ended_any = true;
+            .await?
+            .into_iter()
+            .collect();
+        let mut taken = HashSet::new();
+        let mut ends = Vec::new();
+        for new in &events {
+            for wait in &open {
+                let key = (wait.run_id.clone(), wait.step_id.clone());
+                if taken.contains(&key) || used.contains(&(wait.run_id.clone(), new.id.clone())) {
+                    continue;
+                }
+                if matches(wait, waiting.get(&wait.run_id), new) {
+                    used.insert((wait.run_id.clone(), new.id.clone()));
+                    taken.insert(key);
+                    ends.push((wait, new.id.as_str()));
+                }
             }
         }
-    }
+        end_all(&txn, &ends, now).await?
+    };
     awaited_event::Entity::update_many()
         .col_expr(awaited_event::Column::Pending, Expr::value(false))
         .filter(awaited_event::Column::EventId.is_in(ids))
         .exec(&txn)
         .await?;
-    if ended_any {
+    if !ended.is_empty() {
         notify::wake_on_commit(&txn).await?;
     }
     txn.commit().await?;
-    Ok((pending.len(), ended_any))
+    Ok((pending.len(), !ended.is_empty()))
+}
+
+/// Ends each wait with its event, unless it has ended meanwhile (one guarded UPDATE for
+/// all), and makes the runs of those it ended due now. Returns their run ids.
+async fn end_all<C: ConnectionTrait>(
+    conn: &C,
+    ends: &[(&wait::Model, &str)],
+    now: i64,
+) -> Result<Vec<String>, DbErr> {
+    if ends.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut event_id = CaseStatement::new();
+    let mut which = Condition::any();
+    for (wait, event) in ends {
+        let this = Expr::col(wait::Column::RunId)
+            .eq(wait.run_id.as_str())
+            .and(Expr::col(wait::Column::StepId).eq(wait.step_id.as_str()));
+        event_id = event_id.case(this.clone(), *event);
+        which = which.add(this);
+    }
+    let mut update = Query::update();
+    update
+        .table(wait::Entity)
+        .value(wait::Column::Status, MATCHED)
+        .value(wait::Column::EventId, event_id)
+        .value(wait::Column::EndedAt, now)
+        .cond_where(which)
+        .and_where(Expr::col(wait::Column::Status).eq(OPEN))
+        .returning_col(wait::Column::RunId);
+    let runs: Vec<String> = conn
+        .query_all(&update)
+        .await?
+        .iter()
+        .map(|row| row.try_get("", "run_id"))
+        .collect::<Result<_, _>>()?;
+    if !runs.is_empty() {
+        run::Entity::update_many()
+            .col_expr(run::Column::DueAt, Expr::value(now))
+            .col_expr(run::Column::UpdatedAt, Expr::value(now))
+            .filter(run::Column::Id.is_in(runs.clone()))
+            .filter(run::Column::Status.eq(RunStatus::Sleeping.as_str()))
+            .filter(run::Column::DueAt.gt(now))
+            .exec(conn)
+            .await?;
+    }
+    Ok(runs)
 }
 
 /// After `wait` was committed with its run parked: ends it with the oldest awaited event
@@ -362,7 +449,7 @@ pub(crate) async fn look_back(
         let Ok(new) = Event::try_from(row) else {
             continue;
         };
-        if matches(&current, waiting, &new) && end_with(&txn, &current, &new.id, now).await? {
+        if matches(&current, Some(waiting), &new) && end_with(&txn, &current, &new.id, now).await? {
             notify::wake_on_commit(&txn).await?;
             txn.commit().await?;
             return Ok(true);
@@ -443,30 +530,38 @@ mod tests {
         ));
         let same = event(serde_json::json!({"request_id": "r1", "amount": 5}));
         let other = event(serde_json::json!({"request_id": "r2"}));
-        assert!(matches(&wait(key.clone(), None), &waiting, &same));
-        assert!(!matches(&wait(key.clone(), None), &waiting, &other));
+        assert!(matches(&wait(key.clone(), None), Some(&waiting), &same));
+        assert!(!matches(&wait(key.clone(), None), Some(&waiting), &other));
 
         let cel = "async.data.amount < event.data.limit";
         assert!(check_condition(cel).is_ok());
-        assert!(matches(&wait(key.clone(), Some(cel)), &waiting, &same));
+        assert!(matches(
+            &wait(key.clone(), Some(cel)),
+            Some(&waiting),
+            &same
+        ));
         let big = event(serde_json::json!({"request_id": "r1", "amount": 50}));
-        assert!(!matches(&wait(key.clone(), Some(cel)), &waiting, &big));
+        assert!(!matches(
+            &wait(key.clone(), Some(cel)),
+            Some(&waiting),
+            &big
+        ));
         // A condition that cannot be evaluated never matches.
         assert!(!matches(
             &wait(None, Some("async.data.missing > 1")),
-            &waiting,
+            Some(&waiting),
             &same
         ));
         assert!(check_condition("async.data.amount <").is_err());
 
         let mut early = same.clone();
         early.ts = 49;
-        assert!(!matches(&wait(key.clone(), None), &waiting, &early));
+        assert!(!matches(&wait(key.clone(), None), Some(&waiting), &early));
         let mut late = same.clone();
         late.ts = 200;
-        assert!(!matches(&wait(key.clone(), None), &waiting, &late));
+        assert!(!matches(&wait(key.clone(), None), Some(&waiting), &late));
         let mut stranger = same;
         stranger.user_id = Some("u2".into());
-        assert!(!matches(&wait(key, None), &waiting, &stranger));
+        assert!(!matches(&wait(key, None), Some(&waiting), &stranger));
     }
 }
