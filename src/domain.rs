@@ -122,6 +122,8 @@ states! {
         Sleep = "sleep",
         /// `step.wait_for_event`: a durable pause until a matching event or a timeout.
         Wait = "wait",
+        /// `step.send_event`: events sent once, their ids memoized.
+        Send = "send",
     }
 }
 

@@ -273,6 +273,77 @@ async fn spent_retries_fail_the_run_with_the_last_error() {
 }
 
 #[tokio::test]
+async fn a_handler_can_catch_a_steps_final_failure_and_replays_see_the_same_failure() {
+    let t = test_db().await;
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    let function = Function::new("fallback", move |ctx| {
+        let c = c.clone();
+        async move {
+            let tried = ctx
+                .step
+                .run("flaky", || async move {
+                    c.fetch_add(1, Ordering::SeqCst);
+                    Err::<(), _>(FnError::failed("the API is down"))
+                })
+                .await;
+            let recovered = match tried {
+                Ok(()) => None,
+                Err(err) => Some(err.message().to_string()),
+            };
+            // A later sleep makes the handler replay from the top: the failure must
+            // come back the same, without calling the closure again.
+            ctx.step.sleep("cool down", Duration::from_secs(60)).await?;
+            Ok(json!({ "recovered": recovered }))
+        }
+    })
+    .trigger("test/fallback")
+    .retries(2);
+    let engine = Engine::builder(t.db.clone())
+        .function(function)
+        .config(fast())
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let mut updates = common::Updates::new(engine.subscribe());
+    let workers = engine.start();
+    let run_id = engine
+        .send(&t.db, NewEvent::new("test/fallback", json!({})))
+        .await
+        .unwrap()
+        .run_ids[0]
+        .clone();
+    // Two retries, each after a backoff on the manual clock.
+    for _ in 0..2 {
+        wait_for(&mut updates, &run_id, RunStatus::Queued).await;
+        updates = common::Updates::new(engine.subscribe());
+        clock.advance(3_600_000);
+        engine.wake();
+    }
+    wait_for(&mut updates, &run_id, RunStatus::Sleeping).await;
+    clock.advance(60_000);
+    engine.wake();
+    wait_for(&mut updates, &run_id, RunStatus::Completed).await;
+    workers.shutdown().await;
+
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        3,
+        "one attempt and two retries, then never again"
+    );
+    let run = run_row(&t.db, &run_id).await;
+    let output: serde_json::Value = serde_json::from_str(run.output.as_deref().unwrap()).unwrap();
+    assert_eq!(
+        output,
+        json!({ "recovered": "step \"flaky\" failed after 3 attempts: the API is down" })
+    );
+    let steps = steps_of(&t.db, &run_id).await;
+    assert_eq!((steps[0].status.as_str(), steps[0].attempts), ("failed", 3));
+    assert_eq!(steps[1].status.as_str(), "completed");
+}
+
+#[tokio::test]
 async fn retry_after_sets_the_next_attempt_time() {
     let t = test_db().await;
     let clock = Arc::new(ManualClock::new(5_000_000));
@@ -901,7 +972,8 @@ async fn a_run_never_completes_without_the_record_of_a_step_the_database_refused
     assert!(calls.load(Ordering::SeqCst) >= 1);
     let run = run_row(&t.db, run_id).await;
     assert_ne!(run.status.as_str(), "completed", "{run:?}");
-    assert!(run.error.unwrap_or_default().contains("refused"));
+    let error = run.error.unwrap_or_default();
+    assert!(error.contains("refused"), "{error}");
     assert!(steps_of(&t.db, run_id).await.is_empty());
 
     // Once the database accepts it again, the run completes with its step.

@@ -48,3 +48,25 @@ test('approval-flow waits on its run page for the decision sent from the events 
   await expect(page.locator('li.event').first().locator('.event-name')).toHaveText('demo/approval.decided');
   expect(errors).toEqual([]);
 });
+
+test('fan-out sends its items once, in one step whose events are linked from the run page', async ({ page }) => {
+  await signUp(page, newEmail('fanout'));
+  await page.goto('/functions');
+  await hydrated(page);
+  const card = page.locator('article.function[data-function="fan-out"]');
+  await card.getByLabel('Invoke with data (JSON)').fill('{"count": 3}');
+  await card.getByRole('button', { name: 'Invoke' }).click();
+  await card.getByRole('link', { name: /^run / }).click();
+  await hydrated(page);
+  await expect(page.locator('.run-header .status')).toHaveAttribute('data-status', 'completed', { timeout: 15_000 });
+  const step = page.locator('li.step[data-step="send the items"]');
+  await expect(step.locator('.step-kind')).toHaveText('send');
+  await expect(step.locator('.sent-events')).toContainText('sent 3 events');
+  await expect(step.locator('a.sent-event')).toHaveCount(3);
+  await expect(page.locator('.two-col')).toContainText('"sent": 3');
+
+  // Each item ran, for this user.
+  await page.goto('/functions');
+  const items = page.locator('article.function[data-function="fan-out-item"]');
+  await expect(items.locator('.counts')).toContainText('3', { timeout: 15_000 });
+});

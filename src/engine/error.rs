@@ -30,16 +30,13 @@ pub enum FnError {
     /// A failure worth another attempt (the default for errors).
     #[error("{0}")]
     Failed(String),
-    /// A failure no retry can fix: the run fails at once.
+    /// A failure no retry can fix: the run fails at once. A step that has failed for good
+    /// (retries spent, or this) returns one to its handler, which may handle it.
     #[error("non-retriable: {0}")]
     NonRetriable(String),
     /// A failure to retry no sooner than `after`.
     #[error("retry after {after:?}: {message}")]
     RetryAfter { after: Duration, message: String },
-    /// Not a failure: the run was parked (a sleep, a retry) or is no longer ours
-    /// (cancelled, lease lost). Handlers must pass it on with `?`, never swallow it.
-    #[error("run interrupted")]
-    Interrupted,
 }
 
 impl FnError {
@@ -58,7 +55,6 @@ impl FnError {
         match self {
             FnError::Failed(m) | FnError::NonRetriable(m) => m,
             FnError::RetryAfter { message, .. } => message,
-            FnError::Interrupted => "run interrupted",
         }
     }
 

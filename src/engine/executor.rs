@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::FutureExt;
+use tokio::sync::Notify;
 
 use super::completer::Completer;
 use super::entities::run;
@@ -26,7 +27,7 @@ use super::store::claim::Saved;
 /// or why it cannot be had.
 pub(crate) async fn execute(
     rt: Arc<Runtime>,
-    registry: &Registry,
+    registry: &Arc<Registry>,
     completer: Completer,
     run: run::Model,
     event: Result<Event, String>,
@@ -101,20 +102,32 @@ pub(crate) async fn execute(
     }
 
     let retries = function.retry_limit();
+    let stopped = Arc::new(Notify::new());
     let ctx = Ctx {
         step: Step::new(
             rt.clone(),
             completer.clone(),
             run_ref.clone(),
             function.step_rules(),
+            registry.clone(),
             event.clone(),
             saved,
             lost.clone(),
+            stopped.clone(),
         ),
         event,
         run_id: run.id.clone(),
     };
-    let handler = AssertUnwindSafe(function.call(ctx)).catch_unwind();
+    let steps = ctx.step.clone();
+    let call = AssertUnwindSafe(function.call(ctx)).catch_unwind();
+    // A step that parks the run (or finds it no longer ours) never resolves; it rings
+    // `stopped` instead, and the handler is dropped where it stands.
+    let handler = async {
+        tokio::select! {
+            outcome = call => Some(outcome),
+            _ = stopped.notified() => None,
+        }
+    };
     let outcome = match left {
         None => handler.await,
         Some(left) => {
@@ -132,16 +145,16 @@ pub(crate) async fn execute(
         }
     };
     let failure = match outcome {
-        Ok(Ok(output)) => {
+        Some(Ok(Ok(output))) => {
             let output = serde_json::to_string(&output).unwrap_or_else(|_| "null".into());
             completer
                 .commit(write(Transition::Completed { output }))
                 .await;
             return;
         }
-        Ok(Err(FnError::Interrupted)) => return, // parked or no longer ours: already recorded
-        Ok(Err(err)) => err,
-        Err(panic) => {
+        None => return, // parked or no longer ours: already recorded
+        Some(Ok(Err(err))) => err,
+        Some(Err(panic)) => {
             let message = panic
                 .downcast_ref::<&str>()
                 .map(|s| s.to_string())
@@ -150,6 +163,18 @@ pub(crate) async fn execute(
             FnError::Failed(format!("the handler panicked: {message}"))
         }
     };
+    if steps.gave(&failure) {
+        // A step failed for good and the handler passed its error on: the run fails
+        // with it, and the handler's own attempts are not counted.
+        let error = storable(failure.message());
+        completer
+            .commit(write(Transition::Failed {
+                error,
+                attempts: None,
+            }))
+            .await;
+        return;
+    }
     // The handler failed outside any step: the whole invocation is retried.
     let attempts = run.attempts + 1;
     let now = rt.clock.now_ms();

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::error::{EngineError, FnError};
 use super::event::{validate_name, Event};
-use super::step::{Step, StepRules};
+use super::step::{Routes, Step, StepRules};
 
 /// Retries a function gets unless it says otherwise (Inngest's default).
 pub const DEFAULT_RETRIES: u32 = 4;
@@ -148,6 +148,16 @@ impl Function {
 
     pub(crate) fn call(&self, ctx: Ctx) -> BoxFuture<'static, Result<Value, FnError>> {
         (self.handler)(ctx)
+    }
+}
+
+impl Routes for Registry {
+    fn triggered_by(&self, event_name: &str) -> &[String] {
+        Registry::triggered_by(self, event_name)
+    }
+
+    fn is_awaited(&self, event_name: &str) -> bool {
+        Registry::is_awaited(self, event_name)
     }
 }
 

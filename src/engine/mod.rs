@@ -42,7 +42,7 @@ pub use function::{Ctx, Function, Timeouts};
 pub use progress::RunUpdate;
 pub use retry::Backoff;
 pub use runtime::EngineConfig;
-pub use step::{Step, WaitFor, MAX_WAIT};
+pub use step::{Step, WaitFor, MAX_SENT_EVENTS, MAX_WAIT};
 pub use store::inspect;
 
 use std::sync::Arc;

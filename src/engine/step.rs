@@ -14,11 +14,12 @@ use std::time::Duration;
 use futures::future::{BoxFuture, FutureExt, Shared};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tokio::sync::Notify;
 
 use super::completer::Completer;
 use super::entities::{step, wait};
 use super::error::{storable, FnError};
-use super::event::Event;
+use super::event::{prepare, Event, NewEvent};
 use super::progress::{RunRef, Transition, Write};
 use super::retry::{decide, Decision};
 use super::runtime::Runtime;
@@ -28,6 +29,16 @@ use crate::domain::{StepKind, StepStatus};
 
 /// The longest step id a handler may use.
 pub const MAX_STEP_ID: usize = 256;
+
+/// The most events one `send_event` step sends.
+pub const MAX_SENT_EVENTS: usize = 1000;
+
+/// What steps need of the registry to send events: the functions an event name
+/// triggers, and whether some function waits for it.
+pub(crate) trait Routes: Send + Sync {
+    fn triggered_by(&self, event_name: &str) -> &[String];
+    fn is_awaited(&self, event_name: &str) -> bool;
+}
 
 /// What a function's options say about its steps.
 pub(crate) struct StepRules {
@@ -51,6 +62,8 @@ struct RunSteps {
     run: RunRef,
     /// The run's event: what waits match against.
     event: Event,
+    /// Where sent events go.
+    routes: Arc<dyn Routes>,
     retries: u32,
     /// How long one attempt of a `run` step may take, unless the call says otherwise.
     step_timeout: Option<Duration>,
@@ -59,6 +72,11 @@ struct RunSteps {
     state: Mutex<Replay>,
     /// See [`Write::lost`].
     lost: Arc<AtomicBool>,
+    /// Rung when a step has stopped the run (see [`Step::stop`]).
+    stopped: Arc<Notify>,
+    /// The final failures steps gave the handler, so that the executor can tell one
+    /// passed on from a failure of the handler itself.
+    failures: Mutex<Vec<FnError>>,
     /// The commit of the last completed step, not yet confirmed: the next step waits
     /// for it, so that no step starts unless the run is still ours, while a run's last
     /// step and its end are committed together.
@@ -94,9 +112,11 @@ impl Step {
         completer: Completer,
         run: RunRef,
         rules: StepRules,
+        routes: Arc<dyn Routes>,
         event: Event,
         saved: Saved,
         lost: Arc<AtomicBool>,
+        stopped: Arc<Notify>,
     ) -> Self {
         Step {
             run: Arc::new(RunSteps {
@@ -104,6 +124,7 @@ impl Step {
                 completer,
                 run,
                 event,
+                routes,
                 retries: rules.retries,
                 step_timeout: rules.step_timeout,
                 awaits: rules.awaits,
@@ -120,6 +141,8 @@ impl Step {
                     met: 0,
                 }),
                 lost,
+                stopped,
+                failures: Mutex::new(Vec::new()),
                 pending: Mutex::new(None),
             }),
         }
@@ -176,9 +199,9 @@ impl Step {
         async move {
             let met = met?;
             if !self.settle().await {
-                return Err(FnError::Interrupted);
+                return self.stop().await;
             }
-            self.execute(met, timeout.or(self.run.step_timeout), f)
+            self.execute(met, StepKind::Run, timeout.or(self.run.step_timeout), f)
                 .await
         }
     }
@@ -186,6 +209,7 @@ impl Step {
     async fn execute<T, F, Fut>(
         &self,
         met: Met,
+        kind: StepKind,
         timeout: Option<Duration>,
         f: F,
     ) -> Result<T, FnError>
@@ -207,9 +231,8 @@ impl Step {
                     return Ok(serde_json::from_str(output)?);
                 }
                 StepStatus::Failed => {
-                    return Err(FnError::NonRetriable(
-                        saved.error.clone().unwrap_or_default(),
-                    ))
+                    let message = saved.error.as_deref().unwrap_or_default();
+                    return Err(self.failure(step_failure(&id, saved.attempts, message)));
                 }
                 StepStatus::Retrying | StepStatus::Sleeping | StepStatus::Waiting => {}
             }
@@ -240,7 +263,7 @@ impl Step {
             run_id: self.run.run.run_id.clone(),
             step_id: key,
             name: id.clone(),
-            kind: StepKind::Run,
+            kind,
             status: StepStatus::Completed,
             position,
             attempts,
@@ -256,18 +279,9 @@ impl Step {
                 let output = serde_json::to_string(&value)?;
                 row.output = Some(output);
                 row.errors = serde_json::to_string(&errors)?;
-                let ack = self
-                    .run
-                    .completer
-                    .commit_later(self.write(row.clone(), None))
-                    .map(|ours| ours.unwrap_or(false))
-                    .boxed()
-                    .shared();
-                *lock(&self.run.pending) = Some(ack);
-                self.remember(row);
+                self.commit_and_go_on(row);
                 Ok(value)
             }
-            Err(FnError::Interrupted) => Err(FnError::Interrupted),
             Err(err) => {
                 let message = storable(err.message());
                 errors.push(message.clone());
@@ -281,31 +295,97 @@ impl Step {
                     now,
                     &rt.config.backoff,
                 );
-                let transition = match decision {
-                    Decision::NonRetriable => Transition::Failed {
-                        error: format!("step {id:?} failed: {message}"),
-                        attempts: None,
-                    },
-                    Decision::Spent => Transition::Failed {
-                        error: format!("step {id:?} failed after {attempts} attempts: {message}"),
-                        attempts: None,
-                    },
-                    Decision::RetryAt(due_at) => Transition::Queued {
-                        due_at,
-                        attempts: None,
-                        error: None,
-                    },
-                };
-                if matches!(transition, Transition::Failed { .. }) {
-                    row.status = StepStatus::Failed;
-                } else {
-                    row.status = StepStatus::Retrying;
-                    row.ended_at = None;
+                match decision {
+                    Decision::NonRetriable | Decision::Spent => {
+                        // The step has failed for good: the handler gets the error and
+                        // may handle it; if it passes it on, the run fails with it.
+                        row.status = StepStatus::Failed;
+                        self.commit_and_go_on(row);
+                        Err(self.failure(step_failure(&id, attempts, &message)))
+                    }
+                    Decision::RetryAt(due_at) => {
+                        row.status = StepStatus::Retrying;
+                        row.ended_at = None;
+                        let transition = Transition::Queued {
+                            due_at,
+                            attempts: None,
+                            error: None,
+                        };
+                        self.record(row, Some(transition)).await;
+                        self.stop().await
+                    }
                 }
-                self.record(row, Some(transition)).await;
-                Err(FnError::Interrupted)
             }
         }
+    }
+
+    /// Sends `events` (at most [`MAX_SENT_EVENTS`]) for the run's user, once: returns
+    /// their ids, and on replay the same ids without sending anything. Each event's
+    /// idempotency key is derived from the step's key (any key given is replaced), so a
+    /// send repeated after a crash before the step's record stores nothing new.
+    pub fn send_event<'a>(
+        &'a self,
+        id: &str,
+        events: Vec<NewEvent>,
+    ) -> impl Future<Output = Result<Vec<String>, FnError>> + 'a {
+        let met = self.meet(id);
+        async move {
+            let met = met?;
+            if !self.settle().await {
+                return self.stop().await;
+            }
+            self.execute(met, StepKind::Send, None, move |key| {
+                self.deliver(key, events)
+            })
+            .await
+        }
+    }
+
+    async fn deliver(&self, key: String, events: Vec<NewEvent>) -> Result<Vec<String>, FnError> {
+        if events.len() > MAX_SENT_EVENTS {
+            return Err(FnError::non_retriable(format!(
+                "a step sends at most {MAX_SENT_EVENTS} events, not {}",
+                events.len()
+            )));
+        }
+        let user_id = self.run.event.user_id.clone();
+        let stem = {
+            use sha2::{Digest, Sha256};
+            let digest = Sha256::digest(key.as_bytes());
+            digest
+                .iter()
+                .take(16)
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        };
+        let events = events
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut event)| {
+                event.user_id = user_id.clone();
+                event.idempotency_key = Some(format!("step:{stem}:{i}"));
+                event
+            })
+            .collect();
+        let rt = &self.run.rt;
+        let prepared = prepare(events, rt.config.max_event_bytes)
+            .map_err(|e| FnError::non_retriable(e.to_string()))?;
+        let routes = &self.run.routes;
+        let awaited = prepared.iter().any(|p| routes.is_awaited(&p.event.name));
+        let receipts = store::send::send_many(
+            rt,
+            &rt.db,
+            prepared,
+            |p| routes.triggered_by(&p.event.name),
+            |name| routes.is_awaited(name),
+        )
+        .await
+        .map_err(|e| FnError::failed(e.to_string()))?;
+        rt.wake.notify_one();
+        if awaited {
+            rt.match_wake.notify_one();
+        }
+        Ok(receipts.into_iter().map(|r| r.event_id).collect())
     }
 
     /// Parks the run for `duration`; no worker is held while it sleeps.
@@ -341,7 +421,7 @@ impl Step {
             saved,
         } = met?;
         if !self.settle().await {
-            return Err(FnError::Interrupted);
+            return self.stop().await;
         }
         let now = self.run.rt.clock.now_ms();
         if saved
@@ -381,7 +461,7 @@ impl Step {
         }
         self.record(row, Some(Transition::Sleeping { due_at: wake_at }))
             .await;
-        Err(FnError::Interrupted)
+        self.stop().await
     }
 
     /// Parks the run until an event named as `wait` says arrives for the run's user and
@@ -398,7 +478,7 @@ impl Step {
         async move {
             let met = met?;
             if !self.settle().await {
-                return Err(FnError::Interrupted);
+                return self.stop().await;
             }
             self.wait(met, wait).await
         }
@@ -429,7 +509,7 @@ impl Step {
                 if self.run.completer.commit(write).await {
                     self.look_back(&wait).await;
                 }
-                return Err(FnError::Interrupted);
+                return self.stop().await;
             }
         };
         // The wait as the claim found it; if it was still open then, ask again now.
@@ -485,7 +565,7 @@ impl Step {
                 {
                     self.look_back(&wait).await;
                 }
-                return Err(FnError::Interrupted);
+                return self.stop().await;
             }
         };
         row.status = StepStatus::Completed;
@@ -638,6 +718,39 @@ impl Step {
         }
     }
 
+    /// Remembers a final failure given to the handler.
+    fn failure(&self, err: FnError) -> FnError {
+        lock(&self.run.failures).push(err.clone());
+        err
+    }
+
+    /// Whether `err` is a step's final failure that the handler passed on (rather than
+    /// a failure of the handler itself, which counts as one of its attempts).
+    pub(crate) fn gave(&self, err: &FnError) -> bool {
+        lock(&self.run.failures).contains(err)
+    }
+
+    /// Hands `row` to the completer and lets the handler go on at once; the next step
+    /// waits for the commit (and for the answer that the run is still ours).
+    fn commit_and_go_on(&self, row: step::Model) {
+        let ack = self
+            .run
+            .completer
+            .commit_later(self.write(row.clone(), None))
+            .map(|ours| ours.unwrap_or(false))
+            .boxed()
+            .shared();
+        *lock(&self.run.pending) = Some(ack);
+        self.remember(row);
+    }
+
+    /// The run has been parked (its record says why and until when) or is no longer
+    /// ours: tells the executor, which drops the handler, and never resolves.
+    async fn stop<T>(&self) -> T {
+        self.run.stopped.notify_one();
+        std::future::pending().await
+    }
+
     /// Waits for the last step's commit: false if the run is no longer ours.
     async fn settle(&self) -> bool {
         let pending = lock(&self.run.pending).clone();
@@ -667,6 +780,15 @@ fn check_step_id(id: &str) -> Result<(), FnError> {
         )));
     }
     Ok(())
+}
+
+/// The error a handler gets from a step that failed for good.
+fn step_failure(id: &str, attempts: i32, message: &str) -> FnError {
+    FnError::NonRetriable(if attempts > 1 {
+        format!("step {id:?} failed after {attempts} attempts: {message}")
+    } else {
+        format!("step {id:?} failed: {message}")
+    })
 }
 
 /// The longest a wait may last.

@@ -1,5 +1,7 @@
 //! The app's own background functions, built only from the engine's public API.
 pub mod approval_flow;
+pub mod fan_out;
+pub mod flaky_with_fallback;
 pub mod hello_world;
 
 use sea_orm::DatabaseConnection;
@@ -8,5 +10,11 @@ use crate::engine::Function;
 
 /// Every function the server registers.
 pub fn all(db: &DatabaseConnection) -> Vec<Function> {
-    vec![hello_world::function(db.clone()), approval_flow::function()]
+    vec![
+        hello_world::function(db.clone()),
+        approval_flow::function(),
+        flaky_with_fallback::function(),
+        fan_out::function(),
+        fan_out::item(),
+    ]
 }

@@ -7,12 +7,17 @@ use crate::components::form_error::{action_error, FormError, LoadError};
 use crate::components::live::use_live_runs;
 use crate::components::nav::Nav;
 use crate::components::status::StatusBadge;
+use crate::domain::RunStatus;
+use crate::error::AppError;
 
 /// The functions page.
 #[component]
 pub fn FunctionsPage() -> impl IntoView {
     let live = use_live_runs();
-    let functions = Resource::new(move || live.finished.get(), |_| list_functions());
+    // The cards are drawn once (so that an invoke's answer stays on the page); only
+    // their run counts follow the runs that finish.
+    let functions = Resource::new(|| (), |_| list_functions());
+    let latest = Resource::new(move || live.finished.get(), |_| list_functions());
     view! {
         <Nav />
         <section class="card">
@@ -20,7 +25,7 @@ pub fn FunctionsPage() -> impl IntoView {
             <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
                 {move || Suspend::new(async move {
                     match functions.await {
-                        Ok(list) => list.into_iter().map(|f| view! { <FunctionCard function=f /> }).collect_view().into_any(),
+                        Ok(list) => list.into_iter().map(|f| view! { <FunctionCard function=f latest=latest /> }).collect_view().into_any(),
                         Err(err) => view! { <LoadError error=err /> }.into_any(),
                     }
                 })}
@@ -30,9 +35,15 @@ pub fn FunctionsPage() -> impl IntoView {
 }
 
 #[component]
-fn FunctionCard(function: FunctionView) -> impl IntoView {
+fn FunctionCard(
+    function: FunctionView,
+    latest: Resource<Result<Vec<FunctionView>, AppError>>,
+) -> impl IntoView {
     let invoke = ServerAction::<InvokeFunction>::new();
     let id = function.id.clone();
+    let counts_of = function.id.clone();
+    let first_counts = function.counts.clone();
+    let latest_of = function.id.clone();
     view! {
         <article class="function" data-function=function.id.clone()>
             <h2><code>{function.id.clone()}</code></h2>
@@ -48,15 +59,20 @@ fn FunctionCard(function: FunctionView) -> impl IntoView {
                 <dd>{function.retries}</dd>
                 <dt>"Runs"</dt>
                 <dd class="counts">
-                    {if function.counts.is_empty() {
-                        view! { <span class="muted">"none yet"</span> }.into_any()
-                    } else {
-                        function.counts.iter().map(|(status, n)| view! {
-                            <a class="chip" href=format!("/runs?function={}&status={status}", function.id)>
-                                <StatusBadge status=*status /> <b>{*n}</b>
-                            </a>
-                        }).collect_view().into_any()
-                    }}
+                    <Transition fallback=move || view! { <Counts function=counts_of.clone() counts=first_counts.clone() /> }>
+                        {move || {
+                            let id = latest_of.clone();
+                            Suspend::new(async move {
+                                let counts = latest
+                                    .await
+                                    .ok()
+                                    .and_then(|list| list.into_iter().find(|f| f.id == id))
+                                    .map(|f| f.counts)
+                                    .unwrap_or_default();
+                                view! { <Counts function=id counts=counts /> }
+                            })
+                        }}
+                    </Transition>
                 </dd>
             </dl>
             <ActionForm action=invoke attr:class="invoke">
@@ -73,4 +89,23 @@ fn FunctionCard(function: FunctionView) -> impl IntoView {
             </ActionForm>
         </article>
     }
+}
+
+/// A function's run counts by status, each linking to those runs.
+#[component]
+fn Counts(function: String, counts: Vec<(RunStatus, i64)>) -> impl IntoView {
+    if counts.is_empty() {
+        return view! { <span class="muted">"none yet"</span> }.into_any();
+    }
+    counts
+        .into_iter()
+        .map(|(status, n)| {
+            view! {
+                <a class="chip" href=format!("/runs?function={function}&status={status}")>
+                    <StatusBadge status=status /> <b>{n}</b>
+                </a>
+            }
+        })
+        .collect_view()
+        .into_any()
 }

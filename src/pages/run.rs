@@ -9,7 +9,7 @@ use crate::components::live::use_live_runs;
 use crate::components::nav::Nav;
 use crate::components::status::StatusBadge;
 use crate::components::time::{format_duration, format_time};
-use crate::domain::{RunStatus, StepStatus};
+use crate::domain::{RunStatus, StepKind, StepStatus};
 use crate::error::AppError;
 
 /// The run page.
@@ -251,6 +251,17 @@ fn StepLine(step: StepView, now: i64, left: f64, width: f64) -> impl IntoView {
         .wait
         .clone()
         .map(|wait| view! { <WaitLine wait=wait started_at=started_at /> });
+    let sent = (step.kind == StepKind::Send)
+        .then(|| step.output.as_deref().and_then(|o| serde_json::from_str::<Vec<String>>(o).ok()))
+        .flatten()
+        .map(|ids| view! {
+            <p class="sent-events muted">
+                {format!("sent {} event{}: ", ids.len(), if ids.len() == 1 { "" } else { "s" })}
+                {ids.iter().map(|id| view! {
+                    <a class="sent-event" href=events_from(id)><code>{short_id(id)}</code></a> " "
+                }).collect_view()}
+            </p>
+        });
     let has_details = step.output.is_some() || !step.errors.is_empty();
     view! {
         <li class="step" data-step=step.name.clone() data-status=step.status.as_str()>
@@ -263,6 +274,7 @@ fn StepLine(step: StepView, now: i64, left: f64, width: f64) -> impl IntoView {
                 {wakes.map(|w| view! { <span class="muted">{w}</span> })}
             </div>
             {wait}
+            {sent}
             <div class="bar-track">
                 <div
                     class=format!("bar bar-{}", step.status)
