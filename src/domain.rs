@@ -124,6 +124,8 @@ states! {
         Wait = "wait",
         /// `step.send_event`: events sent once, their ids memoized.
         Send = "send",
+        /// `step.invoke`: another function's run, started once and waited for.
+        Invoke = "invoke",
     }
 }
 

@@ -70,3 +70,24 @@ test('fan-out sends its items once, in one step whose events are linked from the
   const items = page.locator('article.function[data-function="fan-out-item"]');
   await expect(items.locator('.counts')).toContainText('3', { timeout: 15_000 });
 });
+
+test('parent-invokes-child returns the child\'s output, and the two run pages link each other', async ({ page }) => {
+  await signUp(page, newEmail('invoke-child'));
+  await page.goto('/functions');
+  await hydrated(page);
+  const card = page.locator('article.function[data-function="parent-invokes-child"]');
+  await card.getByLabel('Invoke with data (JSON)').fill('{"n": 21}');
+  await card.getByRole('button', { name: 'Invoke' }).click();
+  await card.getByRole('link', { name: /^run / }).click();
+  await hydrated(page);
+  await expect(page.locator('.run-header .status')).toHaveAttribute('data-status', 'completed', { timeout: 15_000 });
+  await expect(page.locator('.two-col')).toContainText('"doubled": 42');
+  const parentUrl = page.url();
+  const step = page.locator('li.step[data-step="ask the child"]');
+  await expect(step.locator('.step-kind')).toHaveText('invoke');
+  await step.locator('a.invoked-run').click();
+  await expect(page.locator('.run-header h1')).toHaveText('child-doubles');
+  await expect(page.locator('.two-col')).toContainText('"n": 21');
+  await page.locator('a.invoked-by').click();
+  await expect(page).toHaveURL(parentUrl);
+});

@@ -8,6 +8,7 @@ mod m20261125_000003_retention;
 mod m20261201_000004_claim_fence;
 mod m20261201_000005_auth_throttle;
 mod m20261201_000006_waits;
+mod m20261201_000007_invoke;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000004_claim_fence::Migration),
             Box::new(m20261201_000005_auth_throttle::Migration),
             Box::new(m20261201_000006_waits::Migration),
+            Box::new(m20261201_000007_invoke::Migration),
         ]
     }
 }

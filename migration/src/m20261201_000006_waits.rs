@@ -81,7 +81,7 @@ impl MigrationTrait for Migration {
                 condition text NULL,
                 window_start bigint NOT NULL,
                 expires_at bigint NOT NULL,
-                status varchar NOT NULL CHECK (status IN ('open', 'matched', 'timed_out')),
+                status varchar NOT NULL CHECK (status IN ('open', 'matched', 'timed_out', 'cancelled')),
                 event_id varchar NULL,
                 created_at bigint NOT NULL,
                 ended_at bigint NULL,

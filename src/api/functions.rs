@@ -33,7 +33,7 @@ pub async fn invoke_function(function: String, data: String) -> Result<String, A
     let state = super::app_state()?;
     super::count_action(&state, &user.id)?;
     let data = super::parse_json(&data)?;
-    let event = crate::engine::NewEvent::new("nodebase/function.invoked", data).for_user(&user.id);
+    let event = crate::engine::NewEvent::new(crate::engine::INVOKED, data).for_user(&user.id);
     let receipt = state
         .engine
         .invoke(&state.db, &function, event)

@@ -23,6 +23,8 @@ pub struct RunRow {
     /// When a queued run may start or a sleeping one wakes.
     pub due_at: i64,
     pub rerun_of: Option<String>,
+    /// The run whose `step.invoke` started this one.
+    pub invoked_by: Option<String>,
 }
 
 /// One page of runs, and the counts of all the user's runs by status.
@@ -71,6 +73,8 @@ pub struct WaitView {
     pub status: String,
     /// The event that ended it.
     pub event_id: Option<String>,
+    /// For an `invoke` step: the run it started.
+    pub invoked_run: Option<String>,
 }
 
 /// The most steps a run's page lists.
@@ -177,11 +181,18 @@ mod ssr {
             ended_at: run.ended_at,
             due_at: run.due_at,
             rerun_of: run.rerun_of,
+            invoked_by: run.invoked_by,
         }
     }
 
     fn wait_view(w: wait::Model) -> WaitView {
+        let invoked_run = (w.event_name == crate::engine::FINISHED)
+            .then(|| w.match_key.as_deref())
+            .flatten()
+            .and_then(|k| k.split_once('='))
+            .and_then(|(_, id)| serde_json::from_str::<String>(id).ok());
         WaitView {
+            invoked_run,
             event_name: w.event_name,
             matching: w
                 .match_key

@@ -66,6 +66,9 @@ pub mod run {
         pub error: Option<String>,
         /// The run this one re-ran, if any.
         pub rerun_of: Option<String>,
+        /// The run whose `step.invoke` started this one, if any: it hears of this
+        /// run's end.
+        pub invoked_by: Option<String>,
         /// Who cancelled it, if it was cancelled and the canceller said.
         pub cancelled_by: Option<String>,
         pub created_at: i64,
@@ -176,7 +179,7 @@ pub mod wait {
         /// Events sent at or after this time match (the wait's start minus its lookback).
         pub window_start: i64,
         pub expires_at: i64,
-        /// `open`, `matched` or `timed_out`.
+        /// `open`, `matched`, `timed_out` or `cancelled`.
         pub status: String,
         /// The event that matched.
         pub event_id: Option<String>,

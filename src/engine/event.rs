@@ -6,6 +6,12 @@ use serde_json::Value;
 use super::entities::event;
 use super::error::EngineError;
 
+/// The event a run started by `Engine::invoke` or `step.invoke` is given.
+pub const INVOKED: &str = "nodebase/function.invoked";
+/// The event that reports the end of a run started by `step.invoke` to its parent:
+/// `{"run_id", "function_id", "status", "output", "error"}`.
+pub const FINISHED: &str = "nodebase/function.finished";
+
 /// An event to send.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NewEvent {

@@ -159,6 +159,10 @@ impl Routes for Registry {
     fn is_awaited(&self, event_name: &str) -> bool {
         Registry::is_awaited(self, event_name)
     }
+
+    fn has_function(&self, function_id: &str) -> bool {
+        self.get(function_id).is_some()
+    }
 }
 
 /// The registered functions, and which events trigger them.

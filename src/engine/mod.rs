@@ -37,7 +37,7 @@ pub use crate::domain::{RunStatus, StepKind, StepStatus};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use dispatcher::Workers;
 pub use error::{EngineError, FnError};
-pub use event::{Event, NewEvent, SendReceipt};
+pub use event::{Event, NewEvent, SendReceipt, FINISHED, INVOKED};
 pub use function::{Ctx, Function, Timeouts};
 pub use progress::RunUpdate;
 pub use retry::Backoff;
@@ -206,6 +206,8 @@ impl Engine {
         let was_live = cancelled.is_some();
         if was_live {
             self.rt.in_flight.cancel(run_id);
+            // It may have been invoked by a run that now hears of its end.
+            self.rt.match_wake.notify_one();
         }
         publish(
             &self.rt,

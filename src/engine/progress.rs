@@ -60,6 +60,8 @@ pub(crate) struct RunRef {
     pub user_id: Option<String>,
     /// The run's `claims` count when this worker claimed it.
     pub claim: i32,
+    /// The parent run that invoked it, told of its end.
+    pub invoked_by: Option<String>,
 }
 
 impl RunRef {
@@ -70,6 +72,7 @@ impl RunRef {
             function_id: run.function_id.clone(),
             user_id: run.user_id.clone(),
             claim: run.claims,
+            invoked_by: run.invoked_by.clone(),
         }
     }
 

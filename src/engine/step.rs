@@ -19,7 +19,7 @@ use tokio::sync::Notify;
 use super::completer::Completer;
 use super::entities::{step, wait};
 use super::error::{storable, FnError};
-use super::event::{prepare, Event, NewEvent};
+use super::event::{prepare, Event, NewEvent, FINISHED, INVOKED};
 use super::progress::{RunRef, Transition, Write};
 use super::retry::{decide, Decision};
 use super::runtime::Runtime;
@@ -38,6 +38,7 @@ pub const MAX_SENT_EVENTS: usize = 1000;
 pub(crate) trait Routes: Send + Sync {
     fn triggered_by(&self, event_name: &str) -> &[String];
     fn is_awaited(&self, event_name: &str) -> bool;
+    fn has_function(&self, function_id: &str) -> bool;
 }
 
 /// What a function's options say about its steps.
@@ -349,15 +350,7 @@ impl Step {
             )));
         }
         let user_id = self.run.event.user_id.clone();
-        let stem = {
-            use sha2::{Digest, Sha256};
-            let digest = Sha256::digest(key.as_bytes());
-            digest
-                .iter()
-                .take(16)
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
-        };
+        let stem = digest(&key);
         let events = events
             .into_iter()
             .enumerate()
@@ -491,9 +484,7 @@ impl Step {
             position,
             saved,
         } = met;
-        let rt = &self.run.rt;
-        let run_id = self.run.run.run_id.clone();
-        let now = rt.clock.now_ms();
+        let now = self.run.rt.clock.now_ms();
         let mut row = match saved {
             Some(saved) if saved.status == StepStatus::Completed => {
                 let output = saved.output.as_deref().unwrap_or("null");
@@ -503,45 +494,63 @@ impl Step {
             None => {
                 // The first meeting: open the wait and park the run in one commit.
                 let (wait, row) = self.open_wait(&opts, id, key, position, now)?;
-                let expires_at = wait.expires_at;
-                let mut write = self.write(row, Some(Transition::Sleeping { due_at: expires_at }));
-                write.wait = Some(wait.clone());
-                if self.run.completer.commit(write).await {
-                    self.look_back(&wait).await;
-                }
-                return self.stop().await;
+                return self.park_on(wait, row).await;
             }
         };
+        let (event, ended_at) = self.await_end(&id, &row).await?;
+        row.status = StepStatus::Completed;
+        row.ended_at = Some(ended_at);
+        row.output = Some(serde_json::to_string(&event)?);
+        // The wait's row already says how it ended, so the run goes on at once: if this
+        // record is lost, the next replay reads the same end from the wait again.
+        self.run.completer.send(self.write(row.clone(), None));
+        self.remember(row);
+        Ok(event)
+    }
+
+    /// Records `wait` with its step's `row` and parks the run until the wait expires
+    /// (or an event ends it), then looks back for an event already there.
+    async fn park_on<T>(&self, wait: wait::Model, row: step::Model) -> Result<T, FnError> {
+        let due_at = wait.expires_at;
+        let mut write = self.write(row, Some(Transition::Sleeping { due_at }));
+        write.wait = Some(wait.clone());
+        if self.run.completer.commit(write).await {
+            self.look_back(&wait).await;
+        }
+        self.stop().await
+    }
+
+    /// How the wait of a waiting step `row` ended — the event (or `None`: timed out) and
+    /// when — or, if it has not, parks the run on it again (and never returns).
+    async fn await_end(
+        &self,
+        id: &str,
+        row: &step::Model,
+    ) -> Result<(Option<Event>, i64), FnError> {
+        let rt = &self.run.rt;
+        let run_id = self.run.run.run_id.clone();
+        let now = rt.clock.now_ms();
         // The wait as the claim found it; if it was still open then, ask again now.
         let preloaded = lock(&self.run.state).waits.remove(&row.step_id);
-        let wait = match preloaded.filter(|w| w.status != store::wait::OPEN) {
+        let mut wait = match preloaded.filter(|w| w.status != store::wait::OPEN) {
             Some(wait) => Some(wait),
             None => store::wait::get(&rt.db, &run_id, &row.step_id).await?,
         };
+        let expired = wait
+            .as_ref()
+            .is_some_and(|w| w.status == store::wait::OPEN && now >= w.expires_at);
+        if expired {
+            // Time it out, unless an event has ended it just now; then read how it ended.
+            store::wait::time_out(&rt.db, &run_id, &row.step_id, now).await?;
+            wait = store::wait::get(&rt.db, &run_id, &row.step_id).await?;
+        }
         let Some(wait) = wait else {
             return Err(FnError::non_retriable(format!(
                 "the wait of step {id:?} is missing"
             )));
         };
-        let mut status = wait.status.clone();
-        if status == store::wait::OPEN && now >= wait.expires_at {
-            status = if store::wait::time_out(&rt.db, &run_id, &row.step_id, now).await? {
-                store::wait::TIMED_OUT.into()
-            } else {
-                // It matched just now: read which event ended it.
-                return Box::pin(self.wait(
-                    Met {
-                        id,
-                        key: row.step_id.clone(),
-                        position,
-                        saved: Some(row),
-                    },
-                    opts,
-                ))
-                .await;
-            };
-        }
-        let event = match status.as_str() {
+        let ended_at = wait.ended_at.unwrap_or(now);
+        match wait.status.as_str() {
             store::wait::MATCHED => {
                 let event_id = wait.event_id.as_deref().unwrap_or_default();
                 let preloaded = lock(&self.run.state).wait_events.remove(event_id);
@@ -549,33 +558,188 @@ impl Step {
                     Some(event) => Some(event),
                     None => store::wait::event(&rt.db, event_id).await?,
                 };
-                Some(event.ok_or_else(|| {
+                let event = event.ok_or_else(|| {
                     FnError::non_retriable(format!(
                         "the event {event_id} that ended the wait is gone"
                     ))
-                })?)
+                })?;
+                Ok((Some(event), ended_at))
             }
-            store::wait::TIMED_OUT => None,
-            _ => {
+            store::wait::OPEN => {
                 // Woken early (another step of the run was due): park again.
                 let due_at = wait.expires_at;
                 if self
-                    .record(row, Some(Transition::Sleeping { due_at }))
+                    .record(row.clone(), Some(Transition::Sleeping { due_at }))
                     .await
                 {
                     self.look_back(&wait).await;
                 }
+                self.stop().await
+            }
+            _ => Ok((None, ended_at)),
+        }
+    }
+
+    /// Starts a run of `function_id` with `data` as its event's payload, for the run's
+    /// user, and waits up to `timeout` (at most [`MAX_WAIT`]) for its end: its output,
+    /// or its error as the step's failure (which the handler may handle). The child is
+    /// started once (a replay finds the same child), and its end is reported to this
+    /// run in the commit that ends it, so a crash between the two loses nothing.
+    pub fn invoke<'a>(
+        &'a self,
+        id: &str,
+        function_id: &str,
+        data: serde_json::Value,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<serde_json::Value, FnError>> + 'a {
+        let met = self.meet(id);
+        let function_id = function_id.to_string();
+        async move {
+            let met = met?;
+            if !self.settle().await {
                 return self.stop().await;
             }
+            self.call(met, function_id, data, timeout).await
+        }
+    }
+
+    async fn call(
+        &self,
+        met: Met,
+        function_id: String,
+        data: serde_json::Value,
+        timeout: Duration,
+    ) -> Result<serde_json::Value, FnError> {
+        let Met {
+            id,
+            key,
+            position,
+            saved,
+        } = met;
+        let now = self.run.rt.clock.now_ms();
+        let mut row = match saved {
+            Some(saved) if saved.status == StepStatus::Completed => {
+                let output = saved.output.as_deref().unwrap_or("null");
+                return Ok(serde_json::from_str(output)?);
+            }
+            Some(saved) if saved.status == StepStatus::Failed => {
+                let message = saved.error.as_deref().unwrap_or_default();
+                return Err(self.failure(step_failure(&id, saved.attempts, message)));
+            }
+            Some(saved) => saved,
+            None => {
+                let child = Child {
+                    function_id: &function_id,
+                    data,
+                    timeout,
+                };
+                let (wait, row) = self.start_child(&id, key, position, child, now).await?;
+                return self.park_on(wait, row).await;
+            }
         };
-        row.status = StepStatus::Completed;
-        row.ended_at = Some(wait.ended_at.unwrap_or(now));
-        row.output = Some(serde_json::to_string(&event)?);
-        // The wait's row already says how it ended, so the run goes on at once: if this
-        // record is lost, the next replay reads the same end from the wait again.
-        self.run.completer.send(self.write(row.clone(), None));
-        self.remember(row);
-        Ok(event)
+        let (end, ended_at) = self.await_end(&id, &row).await?;
+        row.ended_at = Some(ended_at);
+        let outcome = match end {
+            None => Err(format!(
+                "the invoked run of {function_id:?} did not finish within {}",
+                humanize(timeout)
+            )),
+            Some(end) => match end.data["status"].as_str() {
+                Some("completed") => Ok(end.data["output"].clone()),
+                status => Err(format!(
+                    "the invoked run of {function_id:?} {}: {}",
+                    status.unwrap_or("ended"),
+                    end.data["error"].as_str().unwrap_or("no reason given")
+                )),
+            },
+        };
+        match outcome {
+            Ok(output) => {
+                row.status = StepStatus::Completed;
+                row.output = Some(serde_json::to_string(&output)?);
+                self.run.completer.send(self.write(row.clone(), None));
+                self.remember(row);
+                Ok(output)
+            }
+            Err(message) => {
+                let message = storable(&message);
+                row.status = StepStatus::Failed;
+                row.error = Some(message.clone());
+                row.errors = serde_json::to_string(&[&message])?;
+                self.commit_and_go_on(row);
+                Err(self.failure(step_failure(&id, 1, &message)))
+            }
+        }
+    }
+
+    /// Starts the child run of an `invoke` step (again, if an earlier attempt started it
+    /// but its record was lost: the idempotency key finds the same child) and builds the
+    /// wait for its end.
+    async fn start_child(
+        &self,
+        id: &str,
+        key: String,
+        position: i32,
+        child: Child<'_>,
+        now: i64,
+    ) -> Result<(wait::Model, step::Model), FnError> {
+        let function_id = child.function_id;
+        if !self.run.routes.has_function(function_id) {
+            return Err(FnError::non_retriable(format!(
+                "step {id:?} invokes {function_id:?}, which is not a registered function"
+            )));
+        }
+        if child.timeout > MAX_WAIT || child.timeout.is_zero() {
+            return Err(FnError::non_retriable(format!(
+                "step {id:?}: an invoke's timeout must be between 1 ms and 365 days, not {}",
+                humanize(child.timeout)
+            )));
+        }
+        let rt = &self.run.rt;
+        let run_id = &self.run.run.run_id;
+        let mut event = NewEvent::new(INVOKED, child.data);
+        event.user_id = self.run.event.user_id.clone();
+        event.idempotency_key = Some(format!("invoke:{}", digest(&format!("{run_id}/{key}"))));
+        let prepared = prepare(vec![event], rt.config.max_event_bytes)
+            .map_err(|e| FnError::non_retriable(format!("step {id:?}: {e}")))?;
+        let child_id = store::send::start_child(rt, prepared, function_id, run_id)
+            .await
+            .map_err(|e| FnError::failed(e.to_string()))?;
+        rt.wake.notify_one();
+        let expires_at = now.saturating_add(millis(child.timeout));
+        let wait = wait::Model {
+            run_id: run_id.clone(),
+            step_id: key.clone(),
+            user_key: self.run.event.user_id.clone().unwrap_or_default(),
+            event_name: FINISHED.into(),
+            match_key: Some(store::wait::match_key(
+                "data.run_id",
+                &serde_json::Value::String(child_id.clone()).to_string(),
+            )),
+            condition: None,
+            window_start: now,
+            expires_at,
+            status: store::wait::OPEN.into(),
+            event_id: None,
+            created_at: now,
+            ended_at: None,
+        };
+        let row = step::Model {
+            run_id: run_id.clone(),
+            step_id: key,
+            name: id.to_string(),
+            kind: StepKind::Invoke,
+            status: StepStatus::Waiting,
+            position,
+            attempts: 1,
+            output: Some(serde_json::json!({ "run_id": child_id }).to_string()),
+            error: None,
+            errors: "[]".into(),
+            started_at: now,
+            ended_at: None,
+            wake_at: Some(expires_at),
+        };
+        Ok((wait, row))
     }
 
     /// Checks a new wait's options and builds its row and its step's record.
@@ -780,6 +944,23 @@ fn check_step_id(id: &str) -> Result<(), FnError> {
         )));
     }
     Ok(())
+}
+
+/// What an `invoke` step starts.
+struct Child<'a> {
+    function_id: &'a str,
+    data: serde_json::Value,
+    timeout: Duration,
+}
+
+/// 32 hex digits of the SHA-256 of `text`: a short, stable stand-in for a long key.
+fn digest(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .take(16)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// The error a handler gets from a step that failed for good.

@@ -3,6 +3,7 @@ pub mod approval_flow;
 pub mod fan_out;
 pub mod flaky_with_fallback;
 pub mod hello_world;
+pub mod parent_invokes_child;
 
 use sea_orm::DatabaseConnection;
 
@@ -16,5 +17,7 @@ pub fn all(db: &DatabaseConnection) -> Vec<Function> {
         flaky_with_fallback::function(),
         fan_out::function(),
         fan_out::item(),
+        parent_invokes_child::parent(),
+        parent_invokes_child::child(),
     ]
 }

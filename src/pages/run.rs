@@ -106,6 +106,9 @@ fn RunView(
                 {run.rerun_of.clone().map(|of| view! {
                     <dt>"Re-run of"</dt><dd><A href=format!("/runs/{of}")>{of.clone()}</A></dd>
                 })}
+                {run.invoked_by.clone().map(|by| view! {
+                    <dt>"Invoked by"</dt><dd><A attr:class="invoked-by" href=format!("/runs/{by}")>{by.clone()}</A></dd>
+                })}
                 {(run.status == RunStatus::Cancelled).then(|| {
                     let by = detail.cancelled_by.clone().unwrap_or_else(|| "the API".into());
                     let at = run.ended_at.map(format_time).unwrap_or_default();
@@ -144,7 +147,12 @@ fn RunView(
 #[component]
 fn Timeline(detail: RunDetail) -> impl IntoView {
     if detail.steps.is_empty() {
-        return view! { <p class="muted">"No steps yet."</p> }.into_any();
+        let text = if detail.run.status.is_final() {
+            "This run used no steps."
+        } else {
+            "No steps yet."
+        };
+        return view! { <p class="muted">{text}</p> }.into_any();
     }
     let start = detail.run.started_at.unwrap_or(detail.run.created_at).min(
         detail
@@ -199,6 +207,20 @@ fn WaitLine(wait: WaitView, started_at: i64) -> impl IntoView {
         _ => view! { <span>{format!("times out at {}", format_time(wait.expires_at))}</span> }
             .into_any(),
     };
+    if let Some(child) = wait.invoked_run.clone() {
+        return view! {
+            <p class="wait-rule muted" data-wait=wait.status.clone()>
+                "invoked " <A attr:class="invoked-run" href=format!("/runs/{child}")>{format!("run {}", short_id(&child))}</A>
+                " · "
+                {match wait.status.as_str() {
+                    "matched" => view! { <span>"it ended"</span> }.into_any(),
+                    "timed_out" => view! { <span>"it did not end in time"</span> }.into_any(),
+                    _ => view! { <span>{format!("waits for its end until {}", format_time(wait.expires_at))}</span> }.into_any(),
+                }}
+            </p>
+        }
+        .into_any();
+    }
     view! {
         <p class="wait-rule muted" data-wait=wait.status.clone()>
             "waits for " <code>{wait.event_name.clone()}</code>
@@ -209,6 +231,7 @@ fn WaitLine(wait: WaitView, started_at: i64) -> impl IntoView {
             {ended}
         </p>
     }
+    .into_any()
 }
 
 /// The events page from event `id` on (the newest first): ids sort by time, and `~`

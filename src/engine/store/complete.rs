@@ -8,6 +8,7 @@ use sea_orm::sea_query::{
 };
 use sea_orm::{ActiveModelTrait, ConnectionTrait, DbErr, EntityTrait, IntoActiveModel};
 
+use super::wait::End;
 use super::{begin, id_col, locked_by_us, running};
 use crate::engine::entities::{run, step, wait};
 use crate::engine::progress::{Owned, RunUpdate, Transition, Write};
@@ -107,7 +108,32 @@ pub(crate) async fn commit(rt: &Runtime, writes: &[&Write]) -> Result<Owned, DbE
         // Other processes hear of the moves at the commit, and only if it commits.
         super::notify::announce(&txn, &rt.worker_id, &updates).await?;
     }
+    // The end of a run that another run invoked is reported to it in the same commit.
+    let ends: Vec<End> = writes
+        .iter()
+        .filter(|w| owned.has(w))
+        .filter(|w| w.run.invoked_by.is_some())
+        .filter_map(|w| {
+            let (output, error) = match w.transition.as_ref()? {
+                Transition::Completed { output } => (Some(output.as_str()), None),
+                Transition::Failed { error, .. } => (None, Some(error.as_str())),
+                _ => return None,
+            };
+            Some(End {
+                run_id: &w.run.run_id,
+                function_id: &w.run.function_id,
+                user_id: w.run.user_id.as_deref(),
+                status: w.transition.as_ref()?.status(),
+                output,
+                error,
+            })
+        })
+        .collect();
+    super::wait::report_ends(&txn, &ends, now).await?;
     txn.commit().await?;
+    if !ends.is_empty() {
+        rt.match_wake.notify_one();
+    }
     Ok(owned)
 }
 

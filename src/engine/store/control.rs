@@ -1,12 +1,16 @@
 //! Moves made outside an executor: rescue of lapsed leases, hand-back at shutdown,
 //! cancel, and re-run.
 use sea_orm::sea_query::{Expr, ExprTrait, IntoColumnRef, Query, ReturningClause, UpdateStatement};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, TransactionTrait};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
+    TransactionTrait,
+};
 
 use super::send::new_run;
+use super::wait::End;
 use super::{id_col, live_states, locked_by_us, running};
 use crate::domain::{RunStatus, StepStatus};
-use crate::engine::entities::{run, step};
+use crate::engine::entities::{run, step, wait};
 use crate::engine::error::storable;
 use crate::engine::event::new_id;
 use crate::engine::progress::{RunRef, RunUpdate};
@@ -121,7 +125,30 @@ pub(crate) async fn cancel(
         .and_where(live_states());
     let rows = txn.query_all(&cancel).await?;
     let cancelled = updates_from(rows, RunStatus::Cancelled)?.pop();
-    if cancelled.is_some() {
+    if let Some(update) = &cancelled {
+        // A run another run invoked: its end is reported to that run.
+        let run = run::Entity::find_by_id(run_id.to_string())
+            .one(&txn)
+            .await?;
+        if run.as_ref().is_some_and(|r| r.invoked_by.is_some()) {
+            let end = End {
+                run_id,
+                function_id: &update.function_id,
+                user_id: update.user_id.as_deref(),
+                status: RunStatus::Cancelled,
+                output: None,
+                error: Some("the run was cancelled"),
+            };
+            super::wait::report_ends(&txn, &[end], now).await?;
+        }
+        // Its open waits end with it.
+        wait::Entity::update_many()
+            .col_expr(wait::Column::Status, Expr::value(super::wait::CANCELLED))
+            .col_expr(wait::Column::EndedAt, Expr::value(now))
+            .filter(wait::Column::RunId.eq(run_id))
+            .filter(wait::Column::Status.eq(super::wait::OPEN))
+            .exec(&txn)
+            .await?;
         let mut steps = Query::update();
         steps
             .table(step::Entity)
@@ -129,10 +156,11 @@ pub(crate) async fn cancel(
             .value(step::Column::Error, "the run was cancelled")
             .value(step::Column::EndedAt, now)
             .and_where(Expr::col(step::Column::RunId).eq(run_id))
-            .and_where(
-                Expr::col(step::Column::Status)
-                    .is_in([StepStatus::Sleeping.as_str(), StepStatus::Retrying.as_str()]),
-            );
+            .and_where(Expr::col(step::Column::Status).is_in([
+                StepStatus::Sleeping.as_str(),
+                StepStatus::Retrying.as_str(),
+                StepStatus::Waiting.as_str(),
+            ]));
         txn.execute(&steps).await?;
     }
     txn.commit().await?;

@@ -39,6 +39,7 @@ pub(crate) fn new_run(
         output: Set(None),
         error: Set(None),
         rerun_of: Set(None),
+        invoked_by: Set(None),
         cancelled_by: Set(None),
         created_at: Set(now),
         started_at: Set(None),
@@ -286,4 +287,38 @@ async fn duplicate_receipt<C: ConnectionTrait>(
         run_ids,
         duplicate: true,
     })
+}
+
+/// Starts the child run of `parent`'s `step.invoke`: the event (whose idempotency key
+/// makes a repeat find the first child) and one run of `function_id`, marked as
+/// invoked by `parent`, in one transaction. Returns the child's run id.
+pub(crate) async fn start_child(
+    rt: &Runtime,
+    prepared: Vec<Prepared>,
+    function_id: &str,
+    parent: &str,
+) -> Result<String, EngineError> {
+    let target = [function_id.to_string()];
+    let txn = rt.db.begin().await?;
+    let receipt = send_many(rt, &txn, prepared, |_| target.as_slice(), |_| false)
+        .await?
+        .pop()
+        .ok_or_else(|| EngineError::Database("the invocation recorded nothing".into()))?;
+    let child = receipt
+        .run_ids
+        .first()
+        .cloned()
+        .ok_or_else(|| EngineError::Database("the invocation started no run".into()))?;
+    if !receipt.duplicate {
+        run::Entity::update_many()
+            .col_expr(
+                run::Column::InvokedBy,
+                sea_orm::sea_query::Expr::value(parent),
+            )
+            .filter(run::Column::Id.eq(&child))
+            .exec(&txn)
+            .await?;
+    }
+    txn.commit().await?;
+    Ok(child)
 }

@@ -12,14 +12,14 @@ use std::collections::HashSet;
 use sea_orm::sea_query::{CaseStatement, Expr, ExprTrait, LockBehavior, LockType, Query};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect,
+    QueryOrder, QuerySelect, Set,
 };
 use serde_json::Value;
 
 use super::{begin, notify};
 use crate::domain::RunStatus;
 use crate::engine::entities::{awaited_event, event, run, wait};
-use crate::engine::event::Event;
+use crate::engine::event::{new_id, Event, FINISHED};
 use crate::engine::runtime::Runtime;
 
 /// Awaited events the matcher takes in one transaction.
@@ -34,6 +34,8 @@ const LOOKBACK_LIMIT: u64 = 1000;
 pub(crate) const OPEN: &str = "open";
 pub(crate) const MATCHED: &str = "matched";
 pub(crate) const TIMED_OUT: &str = "timed_out";
+/// Its run was cancelled while it waited.
+pub(crate) const CANCELLED: &str = "cancelled";
 
 /// An event as match fields and CEL expressions see it.
 fn as_json(event: &Event) -> Value {
@@ -457,6 +459,67 @@ pub(crate) async fn look_back(
     }
     txn.rollback().await?;
     Ok(false)
+}
+
+/// How an invoked run ended, for its parent.
+pub(crate) struct End<'a> {
+    pub run_id: &'a str,
+    pub function_id: &'a str,
+    pub user_id: Option<&'a str>,
+    pub status: RunStatus,
+    /// The output, as JSON text.
+    pub output: Option<&'a str>,
+    pub error: Option<&'a str>,
+}
+
+/// Records a [`FINISHED`] event for each end, pending for the matcher, in the caller's
+/// transaction — the one that ends the runs — so that no end goes unreported.
+pub(crate) async fn report_ends<C: ConnectionTrait>(
+    conn: &C,
+    ends: &[End<'_>],
+    now: i64,
+) -> Result<(), DbErr> {
+    if ends.is_empty() {
+        return Ok(());
+    }
+    let mut events = Vec::with_capacity(ends.len());
+    let mut awaited = Vec::with_capacity(ends.len());
+    for end in ends {
+        let id = new_id();
+        let output: Value = end
+            .output
+            .and_then(|o| serde_json::from_str(o).ok())
+            .unwrap_or(Value::Null);
+        let data = serde_json::json!({
+            "run_id": end.run_id,
+            "function_id": end.function_id,
+            "status": end.status.as_str(),
+            "output": output,
+            "error": end.error,
+        });
+        events.push(event::ActiveModel {
+            id: Set(id.clone()),
+            name: Set(FINISHED.to_string()),
+            data: Set(data.to_string()),
+            user_id: Set(end.user_id.map(str::to_string)),
+            idempotency_key: Set(None),
+            ts: Set(now),
+        });
+        awaited.push(awaited_event::ActiveModel {
+            event_id: Set(id),
+            name: Set(FINISHED.to_string()),
+            user_key: Set(end.user_id.unwrap_or_default().to_string()),
+            ts: Set(now),
+            pending: Set(true),
+        });
+    }
+    event::Entity::insert_many(events)
+        .exec_without_returning(conn)
+        .await?;
+    awaited_event::Entity::insert_many(awaited)
+        .exec_without_returning(conn)
+        .await?;
+    notify::wake_on_commit(conn).await
 }
 
 /// Deletes compared awaited events older than the longest lookback.
