@@ -280,18 +280,7 @@ async fn waits(
             .send(db, NewEvent::new("bench/wait.start", json!({ "k": k })))
             .await?;
         let run_id = receipt.run_ids.first().ok_or("the event started no run")?;
-        tokio::time::timeout(Duration::from_secs(10), async {
-            loop {
-                match updates.recv().await {
-                    Ok(u) if &u.run_id == run_id && u.status == RunStatus::Sleeping => {
-                        return Ok(())
-                    }
-                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(broadcast::error::RecvError::Closed) => return Err("engine stopped"),
-                }
-            }
-        })
-        .await??;
+        until(&mut updates, run_id, |s| s == RunStatus::Sleeping).await?;
         let sent = Instant::now();
         engine
             .send(db, NewEvent::new("bench/wait.match", json!({ "k": k })))
@@ -312,6 +301,25 @@ async fn waits(
         "  one at a time: send→resume p50 {p50:.2} ms, p99 {p99:.2} ms, max {max:.2} ms ({} samples)",
         quiet.len()
     );
+    Ok(())
+}
+
+/// Waits (at most 10 s) until the engine announces that `run_id` is in a state `wanted`.
+async fn until(
+    updates: &mut broadcast::Receiver<RunUpdate>,
+    run_id: &str,
+    wanted: impl Fn(RunStatus) -> bool,
+) -> Result<(), StartError> {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match updates.recv().await {
+                Ok(u) if u.run_id == run_id && wanted(u.status) => return Ok(()),
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return Err("engine stopped"),
+            }
+        }
+    })
+    .await??;
     Ok(())
 }
 
@@ -337,16 +345,7 @@ async fn end_to_end(engine: &Engine, args: &BenchArgs) -> Result<(), StartError>
             .send(&db, NewEvent::new("bench/three", json!({})))
             .await?;
         let run_id = receipt.run_ids.first().ok_or("the event started no run")?;
-        tokio::time::timeout(Duration::from_secs(10), async {
-            loop {
-                match updates.recv().await {
-                    Ok(u) if &u.run_id == run_id && u.status.is_final() => return Ok(()),
-                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(broadcast::error::RecvError::Closed) => return Err("engine stopped"),
-                }
-            }
-        })
-        .await??;
+        until(&mut updates, run_id, RunStatus::is_final).await?;
         if i >= 20 {
             samples.push(sent.elapsed());
         }
@@ -530,16 +529,7 @@ async fn latency(
             .run_ids
             .first()
             .ok_or("the latency event started no run")?;
-        tokio::time::timeout(Duration::from_secs(10), async {
-            loop {
-                match updates.recv().await {
-                    Ok(u) if &u.run_id == run_id && u.status.is_final() => return Ok(()),
-                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(broadcast::error::RecvError::Closed) => return Err("engine stopped"),
-                }
-            }
-        })
-        .await??;
+        until(&mut updates, run_id, RunStatus::is_final).await?;
     }
     workers.shutdown().await;
     let (p50, p99, max) = percentiles(&mut samples);

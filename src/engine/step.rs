@@ -486,10 +486,7 @@ impl Step {
         } = met;
         let now = self.run.rt.clock.now_ms();
         let mut row = match saved {
-            Some(saved) if saved.status == StepStatus::Completed => {
-                let output = saved.output.as_deref().unwrap_or("null");
-                return Ok(serde_json::from_str(output)?);
-            }
+            Some(saved) if saved.status == StepStatus::Completed => return saved_output(&saved),
             Some(saved) => saved,
             None => {
                 // The first meeting: open the wait and park the run in one commit.
@@ -618,10 +615,7 @@ impl Step {
         } = met;
         let now = self.run.rt.clock.now_ms();
         let mut row = match saved {
-            Some(saved) if saved.status == StepStatus::Completed => {
-                let output = saved.output.as_deref().unwrap_or("null");
-                return Ok(serde_json::from_str(output)?);
-            }
+            Some(saved) if saved.status == StepStatus::Completed => return saved_output(&saved),
             Some(saved) if saved.status == StepStatus::Failed => {
                 let message = saved.error.as_deref().unwrap_or_default();
                 return Err(self.failure(step_failure(&id, saved.attempts, message)));
@@ -944,6 +938,13 @@ fn check_step_id(id: &str) -> Result<(), FnError> {
         )));
     }
     Ok(())
+}
+
+/// A completed step's saved output.
+fn saved_output<T: DeserializeOwned>(saved: &step::Model) -> Result<T, FnError> {
+    Ok(serde_json::from_str(
+        saved.output.as_deref().unwrap_or("null"),
+    )?)
 }
 
 /// What an `invoke` step starts.
