@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 
 use super::progress::RunUpdate;
 use super::runtime::Runtime;
-use super::store::notify::{self, Wire, RUNS, WAKE};
+use super::store::notify::{self, Wire, MATCH, RUNS, WAKE};
 use crate::domain::RunStatus;
 
 /// How other processes hear of updates being published.
@@ -109,14 +109,16 @@ pub(crate) fn start(
 
 async fn connect(rt: &Runtime) -> Result<PgListener, sea_orm::sqlx::Error> {
     let mut listener = PgListener::connect_with(rt.db.get_postgres_connection_pool()).await?;
-    listener.listen_all([WAKE, RUNS]).await?;
+    listener.listen_all([WAKE, RUNS, MATCH]).await?;
     Ok(listener)
 }
 
 fn handle(rt: &Runtime, channel: &str, payload: &str) {
     if channel == WAKE {
-        // Runs may be due, or an event some wait may match was sent.
         rt.wake.notify_one();
+        return;
+    }
+    if channel == MATCH {
         rt.match_wake.notify_one();
         return;
     }

@@ -1,5 +1,6 @@
 //! PostgreSQL's LISTEN/NOTIFY signals, as SQL: `nodebase_wake` says "runs may be due"
 //! (sent inside the sending transaction, so it is delivered only if the runs commit);
+//! `nodebase_match` says "events some wait may match were recorded" (likewise);
 //! `nodebase_runs` carries run status changes, many per payload.
 use sea_orm::sea_query::{Expr, Query};
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement};
@@ -10,6 +11,7 @@ use crate::engine::progress::RunUpdate;
 
 pub(crate) const WAKE: &str = "nodebase_wake";
 pub(crate) const RUNS: &str = "nodebase_runs";
+pub(crate) const MATCH: &str = "nodebase_match";
 
 /// Run updates as they travel between processes, many per notification.
 #[derive(Deserialize)]
@@ -48,6 +50,16 @@ pub(crate) async fn wake_on_commit(conn: &impl ConnectionTrait) -> Result<(), Db
     }
     let mut select = Query::select();
     select.expr(Expr::cust(wake_sql()));
+    conn.execute(&select).await.map(|_| ())
+}
+
+/// Inside a transaction on PostgreSQL: wake every process's matcher at commit.
+pub(crate) async fn match_on_commit(conn: &impl ConnectionTrait) -> Result<(), DbErr> {
+    if conn.get_database_backend() != DbBackend::Postgres {
+        return Ok(());
+    }
+    let mut select = Query::select();
+    select.expr(Expr::cust(format!("pg_notify('{MATCH}', '')")));
     conn.execute(&select).await.map(|_| ())
 }
 

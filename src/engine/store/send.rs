@@ -251,8 +251,11 @@ async fn send_in_transaction<C: ConnectionTrait + TransactionTrait>(
             .exec_without_returning(conn)
             .await?;
     }
-    if !run_rows.is_empty() || !awaited_rows.is_empty() {
+    if !run_rows.is_empty() {
         notify::wake_on_commit(conn).await?;
+    }
+    if !awaited_rows.is_empty() {
+        notify::match_on_commit(conn).await?;
     }
     txn.commit().await?;
     Ok(receipts)

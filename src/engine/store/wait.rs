@@ -250,6 +250,15 @@ async fn run_events<C: ConnectionTrait>(
 /// and a fixed number of statements, whatever the number of events and waits. Returns
 /// how many events it took and whether it ended any wait.
 pub(crate) async fn match_pending(rt: &Runtime) -> Result<(usize, bool), DbErr> {
+    // A plain read first: most passes find nothing, and need no write lock for that.
+    let any = awaited_event::Entity::find()
+        .filter(Expr::cust("pending"))
+        .limit(1)
+        .one(&rt.db)
+        .await?;
+    if any.is_none() {
+        return Ok((0, false));
+    }
     let now = rt.clock.now_ms();
     let txn = begin(rt).await?;
     let mut pending = awaited_event::Entity::find()
@@ -519,7 +528,7 @@ pub(crate) async fn report_ends<C: ConnectionTrait>(
     awaited_event::Entity::insert_many(awaited)
         .exec_without_returning(conn)
         .await?;
-    notify::wake_on_commit(conn).await
+    notify::match_on_commit(conn).await
 }
 
 /// Deletes compared awaited events older than the longest lookback.
