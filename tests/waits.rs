@@ -253,7 +253,9 @@ async fn two_waits_of_one_run_never_take_the_same_event() {
 #[tokio::test]
 async fn bad_waits_fail_the_run_with_a_clear_error() {
     let t = test_db().await;
-    let cases: [(&str, fn() -> WaitFor, &str); 4] = [
+    /// A function id, the wait it asks for, and what its run's error must say.
+    type Case = (&'static str, fn() -> WaitFor, &'static str);
+    let cases: [Case; 4] = [
         (
             "undeclared",
             || WaitFor::event("test/other", HOUR),

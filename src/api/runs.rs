@@ -187,7 +187,7 @@ mod ssr {
 
     fn wait_view(w: wait::Model) -> WaitView {
         let invoked_run = (w.event_name == crate::engine::FINISHED)
-            .then(|| w.match_key.as_deref())
+            .then_some(w.match_key.as_deref())
             .flatten()
             .and_then(|k| k.split_once('='))
             .and_then(|(_, id)| serde_json::from_str::<String>(id).ok());

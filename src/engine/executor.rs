@@ -19,7 +19,7 @@ use super::notifier::{publish, Relay};
 use super::progress::{RunRef, Transition, Write};
 use super::retry::{decide, Decision};
 use super::runtime::Runtime;
-use super::step::Step;
+use super::step::{Step, TheRun};
 use super::store;
 use super::store::claim::Saved;
 
@@ -107,11 +107,13 @@ pub(crate) async fn execute(
         step: Step::new(
             rt.clone(),
             completer.clone(),
-            run_ref.clone(),
+            TheRun {
+                run: run_ref.clone(),
+                event: event.clone(),
+                saved,
+            },
             function.step_rules(),
             registry.clone(),
-            event.clone(),
-            saved,
             lost.clone(),
             stopped.clone(),
         ),

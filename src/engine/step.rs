@@ -41,6 +41,14 @@ pub(crate) trait Routes: Send + Sync {
     fn has_function(&self, function_id: &str) -> bool;
 }
 
+/// The run the steps are for: which (with its claim), its event, and what earlier
+/// invocations saved.
+pub(crate) struct TheRun {
+    pub run: RunRef,
+    pub event: Event,
+    pub saved: Saved,
+}
+
 /// What a function's options say about its steps.
 pub(crate) struct StepRules {
     pub retries: u32,
@@ -111,14 +119,13 @@ impl Step {
     pub(crate) fn new(
         rt: Arc<Runtime>,
         completer: Completer,
-        run: RunRef,
+        of: TheRun,
         rules: StepRules,
         routes: Arc<dyn Routes>,
-        event: Event,
-        saved: Saved,
         lost: Arc<AtomicBool>,
         stopped: Arc<Notify>,
     ) -> Self {
+        let TheRun { run, event, saved } = of;
         Step {
             run: Arc::new(RunSteps {
                 rt,
