@@ -201,27 +201,19 @@ async fn end_with<C: ConnectionTrait>(
     if used.is_some() {
         return Ok(false);
     }
-    let ended = wait::Entity::update_many()
-        .col_expr(wait::Column::Status, Expr::value(MATCHED))
-        .col_expr(wait::Column::EventId, Expr::value(event_id))
-        .col_expr(wait::Column::EndedAt, Expr::value(now))
-        .filter(wait::Column::RunId.eq(&wait.run_id))
-        .filter(wait::Column::StepId.eq(&wait.step_id))
-        .filter(wait::Column::Status.eq(OPEN))
-        .exec(conn)
-        .await?;
-    if ended.rows_affected == 1 {
-        wake_run(conn, &wait.run_id, now).await?;
-    }
-    Ok(ended.rows_affected == 1)
+    Ok(!end_all(conn, &[(wait, event_id)], now).await?.is_empty())
 }
 
-/// Makes a parked run due now (nothing if it is not parked, or due already).
-async fn wake_run<C: ConnectionTrait>(conn: &C, run_id: &str, now: i64) -> Result<(), DbErr> {
+/// Makes parked runs due now (nothing for one not parked, or due already).
+async fn wake_runs<C: ConnectionTrait>(
+    conn: &C,
+    run_ids: Vec<String>,
+    now: i64,
+) -> Result<(), DbErr> {
     run::Entity::update_many()
         .col_expr(run::Column::DueAt, Expr::value(now))
         .col_expr(run::Column::UpdatedAt, Expr::value(now))
-        .filter(run::Column::Id.eq(run_id))
+        .filter(run::Column::Id.is_in(run_ids))
         .filter(run::Column::Status.eq(RunStatus::Sleeping.as_str()))
         .filter(run::Column::DueAt.gt(now))
         .exec(conn)
@@ -396,14 +388,7 @@ async fn end_all<C: ConnectionTrait>(
         .map(|row| row.try_get("", "run_id"))
         .collect::<Result<_, _>>()?;
     if !runs.is_empty() {
-        run::Entity::update_many()
-            .col_expr(run::Column::DueAt, Expr::value(now))
-            .col_expr(run::Column::UpdatedAt, Expr::value(now))
-            .filter(run::Column::Id.is_in(runs.clone()))
-            .filter(run::Column::Status.eq(RunStatus::Sleeping.as_str()))
-            .filter(run::Column::DueAt.gt(now))
-            .exec(conn)
-            .await?;
+        wake_runs(conn, runs.clone(), now).await?;
     }
     Ok(runs)
 }
@@ -426,7 +411,7 @@ pub(crate) async fn look_back(
     };
     if current.status != OPEN {
         if current.status == MATCHED {
-            wake_run(&txn, &wait.run_id, now).await?;
+            wake_runs(&txn, vec![wait.run_id.clone()], now).await?;
             notify::wake_on_commit(&txn).await?;
             txn.commit().await?;
             return Ok(true);
