@@ -120,8 +120,9 @@ pub fn build_engine(
         workers: config.workers,
         retention: config.retention,
         ..EngineConfig::default()
-    });
-    for function in crate::functions::all(db) {
+    })
+    .state(db.clone());
+    for function in crate::functions::all() {
         builder = builder.function(function);
     }
     Ok(builder.build()?)

@@ -277,8 +277,8 @@ async fn server_killed_during_hello_world_sleeps() {
         .await
         .unwrap();
     // What create_workflow sends, through the same engine API.
-    let mut builder = Engine::builder(t.db.clone());
-    for function in nodebase::functions::all(&t.db) {
+    let mut builder = Engine::builder(t.db.clone()).state(t.db.clone());
+    for function in nodebase::functions::all() {
         builder = builder.function(function);
     }
     let engine = builder.build().unwrap();

@@ -25,8 +25,9 @@ fn app_engine(db: &DatabaseConnection, clock: Arc<ManualClock>, backoff: Backoff
             backoff,
             poll: Duration::from_millis(50),
             ..EngineConfig::default()
-        });
-    for function in nodebase::functions::all(db) {
+        })
+        .state(db.clone());
+    for function in nodebase::functions::all() {
         builder = builder.function(function);
     }
     builder.build().unwrap()

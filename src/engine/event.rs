@@ -12,6 +12,23 @@ pub const INVOKED: &str = "nodebase/function.invoked";
 /// `{"run_id", "function_id", "status", "output", "error"}`.
 pub const FINISHED: &str = "nodebase/function.finished";
 
+/// The event a failure handler (`Function::on_failure`) runs for:
+/// `{"function_id", "run_id", "error", "event"}` (see `Failure`).
+pub const FAILED: &str = "nodebase/function.failed";
+
+/// Event names starting with this are the engine's own: only the engine sends them.
+pub const RESERVED_PREFIX: &str = "nodebase/";
+
+/// Refuses an event name the engine keeps for itself.
+pub(crate) fn not_reserved(name: &str) -> Result<(), EngineError> {
+    if name.starts_with(RESERVED_PREFIX) {
+        return Err(EngineError::InvalidEvent(format!(
+            "{name:?}: names starting with {RESERVED_PREFIX:?} are the engine's own"
+        )));
+    }
+    Ok(())
+}
+
 /// An event to send.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NewEvent {

@@ -119,6 +119,7 @@ pub(crate) async fn execute(
         ),
         event,
         run_id: run.id.clone(),
+        state: registry.state.clone(),
     };
     let steps = ctx.step.clone();
     let call = AssertUnwindSafe(function.call(ctx)).catch_unwind();

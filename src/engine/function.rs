@@ -1,10 +1,13 @@
 //! Functions: what runs when an event arrives, defined in code with a builder.
+use std::any::{Any, TypeId};
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::error::{EngineError, FnError};
@@ -18,11 +21,68 @@ pub const MAX_RETRIES: u32 = 50;
 
 type Handler = Arc<dyn Fn(Ctx) -> BoxFuture<'static, Result<Value, FnError>> + Send + Sync>;
 
-/// What a handler receives: the triggering event and the step tools of its run.
+/// What a handler receives: the triggering event, the step tools of its run, and the
+/// state the engine was given.
 pub struct Ctx {
     pub event: Event,
     pub step: Step,
     pub run_id: String,
+    pub(crate) state: Arc<State>,
+}
+
+impl Ctx {
+    /// The event's data as a `T`; a payload that does not fit fails the run at once
+    /// (no retry can change the event), saying why.
+    pub fn data<T: DeserializeOwned>(&self) -> Result<T, FnError> {
+        T::deserialize(&self.event.data).map_err(|e| {
+            FnError::non_retriable(format!(
+                "the data of event {:?} does not fit {}: {e}",
+                self.event.name,
+                std::any::type_name::<T>()
+            ))
+        })
+    }
+
+    /// The value of type `T` given to the engine with `EngineBuilder::state` (a
+    /// database connection, an HTTP client), shared by every run.
+    pub fn state<T: Send + Sync + 'static>(&self) -> Result<&T, FnError> {
+        self.state.get::<T>().ok_or_else(|| {
+            FnError::non_retriable(format!(
+                "the engine was given no state of type {}",
+                std::any::type_name::<T>()
+            ))
+        })
+    }
+
+    /// For a failure handler (`Function::on_failure`): the run that failed, its event and
+    /// its error.
+    pub fn failure(&self) -> Result<Failure, FnError> {
+        self.data()
+    }
+}
+
+/// Values shared by all handlers, one per type.
+#[derive(Default)]
+pub(crate) struct State(HashMap<TypeId, Box<dyn Any + Send + Sync>>);
+
+impl State {
+    pub(crate) fn insert<T: Send + Sync + 'static>(&mut self, value: T) {
+        self.0.insert(TypeId::of::<T>(), Box::new(value));
+    }
+
+    fn get<T: Send + Sync + 'static>(&self) -> Option<&T> {
+        self.0.get(&TypeId::of::<T>())?.downcast_ref()
+    }
+}
+
+/// What a failure handler's event ([`super::FAILED`]) carries.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Failure {
+    pub function_id: String,
+    pub run_id: String,
+    pub error: String,
+    /// The failed run's event.
+    pub event: Event,
 }
 
 /// How long a function's runs and steps may take; `None` is no limit.
@@ -48,14 +108,43 @@ pub struct Function {
     /// One line saying what it does, for dashboards.
     description: String,
     handler: Handler,
+    /// Runs, as a function of its own, when one of its runs fails for good.
+    on_failure: Option<Handler>,
+    /// For a failure handler: the function whose failures it handles.
+    handles_failures_of: Option<String>,
+}
+
+/// The id of the function that handles `function_id`'s failures.
+pub fn failure_handler_id(function_id: &str) -> String {
+    format!("{function_id}-on-failure")
+}
+
+fn handler<F, Fut, O>(handler: F) -> Handler
+where
+    F: Fn(Ctx) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<O, FnError>> + Send + 'static,
+    O: Serialize,
+{
+    let handler = Arc::new(handler);
+    Arc::new(move |ctx| {
+        let run = handler(ctx);
+        Box::pin(async move {
+            let output = run.await?;
+            serde_json::to_value(output).map_err(|e| {
+                FnError::non_retriable(format!("the output cannot be written as JSON: {e}"))
+            })
+        })
+    })
 }
 
 impl Function {
     /// A function with id `id` running `handler`; add triggers with [`Function::trigger`].
-    pub fn new<F, Fut>(id: impl Into<String>, handler: F) -> Self
+    /// The handler returns any `Serialize` value as the run's output.
+    pub fn new<F, Fut, O>(id: impl Into<String>, handler: F) -> Self
     where
         F: Fn(Ctx) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<Value, FnError>> + Send + 'static,
+        Fut: Future<Output = Result<O, FnError>> + Send + 'static,
+        O: Serialize,
     {
         Function {
             id: id.into(),
@@ -64,8 +153,44 @@ impl Function {
             timeouts: Timeouts::default(),
             awaits: Vec::new(),
             description: String::new(),
-            handler: Arc::new(move |ctx| Box::pin(handler(ctx))),
+            handler: self::handler(handler),
+            on_failure: None,
+            handles_failures_of: None,
         }
+    }
+
+    /// Like [`Function::new`], with the event's data read as a `T` first: an event
+    /// whose data does not fit fails its run at once, saying why (see [`Ctx::data`]).
+    pub fn typed<T, F, Fut, O>(id: impl Into<String>, handler: F) -> Self
+    where
+        T: DeserializeOwned + Send + 'static,
+        F: Fn(Ctx, T) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<O, FnError>> + Send + 'static,
+        O: Serialize + Send + 'static,
+    {
+        let handler = Arc::new(handler);
+        Function::new(id, move |ctx: Ctx| {
+            let handler = handler.clone();
+            async move {
+                let data = ctx.data::<T>()?;
+                handler(ctx, data).await
+            }
+        })
+    }
+
+    /// Runs `handler` when one of this function's runs fails for good (retries spent, a
+    /// non-retriable error, a time limit), as a run of its own — the function
+    /// `<id>-on-failure` — for the same user. Its event is a [`super::FAILED`] event;
+    /// [`Ctx::failure`] reads the failed run, its event and its error. Cancelled runs
+    /// are not failures.
+    pub fn on_failure<F, Fut, O>(mut self, handler: F) -> Self
+    where
+        F: Fn(Ctx) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<O, FnError>> + Send + 'static,
+        O: Serialize,
+    {
+        self.on_failure = Some(self::handler(handler));
+        self
     }
 
     /// Runs the function for each event named `event_name` (once, however often the
@@ -138,6 +263,27 @@ impl Function {
         &self.description
     }
 
+    /// For a failure handler: the function whose failures it handles.
+    pub fn handles_failures_of(&self) -> Option<&str> {
+        self.handles_failures_of.as_deref()
+    }
+
+    /// The function that runs `on_failure`'s handler, if it has one.
+    fn failure_handler(&self) -> Option<Function> {
+        let handler = self.on_failure.clone()?;
+        Some(Function {
+            id: failure_handler_id(&self.id),
+            triggers: Vec::new(),
+            retries: DEFAULT_RETRIES,
+            timeouts: Timeouts::default(),
+            awaits: Vec::new(),
+            description: format!("Runs when a run of {} fails, with its event and error.", self.id),
+            handler,
+            on_failure: None,
+            handles_failures_of: Some(self.id.clone()),
+        })
+    }
+
     pub(crate) fn step_rules(&self) -> StepRules {
         StepRules {
             retries: self.retries,
@@ -172,20 +318,24 @@ pub(crate) struct Registry {
     triggers: HashMap<String, Vec<String>>,
     /// The event names some function may wait for.
     awaited: HashSet<String>,
+    /// What every handler's `Ctx` shares.
+    pub(crate) state: Arc<State>,
 }
 
 impl Registry {
-    /// Checks the functions (each has a valid trigger, ids are unique) and indexes them.
-    pub(crate) fn new(list: Vec<Function>) -> Result<Self, EngineError> {
+    /// Checks the functions (each has a valid trigger, ids are unique) and indexes them,
+    /// with the failure handlers they name.
+    pub(crate) fn new(list: Vec<Function>, state: State) -> Result<Self, EngineError> {
         let mut functions = HashMap::new();
         let mut triggers: HashMap<String, Vec<String>> = HashMap::new();
         let mut awaited = HashSet::new();
-        for function in list {
+        let handlers: Vec<Function> = list.iter().filter_map(Function::failure_handler).collect();
+        for function in list.into_iter().chain(handlers) {
             for name in function.awaits() {
                 validate_name(name)?;
                 awaited.insert(name.clone());
             }
-            if function.triggers().is_empty() {
+            if function.triggers().is_empty() && function.handles_failures_of.is_none() {
                 return Err(EngineError::InvalidFunction(format!(
                     "function {:?} has no trigger",
                     function.id()
@@ -209,6 +359,7 @@ impl Registry {
             functions,
             triggers,
             awaited,
+            state: Arc::new(state),
         })
     }
 
@@ -220,6 +371,15 @@ impl Registry {
     /// The ids of the functions an event named `event_name` triggers.
     pub(crate) fn triggered_by(&self, event_name: &str) -> &[String] {
         self.triggers.get(event_name).map_or(&[], Vec::as_slice)
+    }
+
+    /// Which functions have a failure handler, and its id.
+    pub(crate) fn failure_handlers(&self) -> HashMap<String, String> {
+        self.functions
+            .values()
+            .filter_map(|f| f.handles_failures_of())
+            .map(|of| (of.to_string(), failure_handler_id(of)))
+            .collect()
     }
 
     /// Whether some function may wait for events named `event_name`.

@@ -37,8 +37,8 @@ pub use crate::domain::{RunStatus, StepKind, StepStatus};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use dispatcher::Workers;
 pub use error::{EngineError, FnError};
-pub use event::{Event, NewEvent, SendReceipt, FINISHED, INVOKED};
-pub use function::{Ctx, Function, Timeouts};
+pub use event::{Event, NewEvent, SendReceipt, FAILED, FINISHED, INVOKED, RESERVED_PREFIX};
+pub use function::{failure_handler_id, Ctx, Failure, Function, Timeouts};
 pub use progress::RunUpdate;
 pub use retry::Backoff;
 pub use runtime::EngineConfig;
@@ -68,9 +68,17 @@ pub struct EngineBuilder {
     functions: Vec<Function>,
     config: EngineConfig,
     clock: Arc<dyn Clock>,
+    state: function::State,
 }
 
 impl EngineBuilder {
+    /// Gives every handler `value` (read with `ctx.state::<T>()`): one per type, a
+    /// second of the same type replaces the first.
+    pub fn state<T: Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.state.insert(value);
+        self
+    }
+
     /// Registers a function.
     pub fn function(mut self, function: Function) -> Self {
         self.functions.push(function);
@@ -98,9 +106,12 @@ impl EngineBuilder {
                 self.config.heartbeat, self.config.lease
             )));
         }
+        let registry = Registry::new(self.functions, self.state)?;
+        let mut rt = Runtime::new(self.db, self.config, self.clock);
+        rt.failure_handlers = registry.failure_handlers();
         Ok(Engine {
-            rt: Arc::new(Runtime::new(self.db, self.config, self.clock)),
-            registry: Arc::new(Registry::new(self.functions)?),
+            rt: Arc::new(rt),
+            registry: Arc::new(registry),
         })
     }
 }
@@ -113,6 +124,7 @@ impl Engine {
             functions: Vec::new(),
             config: EngineConfig::default(),
             clock: Arc::new(SystemClock),
+            state: function::State::default(),
         }
     }
 
@@ -136,6 +148,9 @@ impl Engine {
         events: Vec<NewEvent>,
     ) -> Result<Vec<SendReceipt>, EngineError> {
         // Everything is checked first: a bad event stores nothing, not even its neighbours.
+        for event in &events {
+            event::not_reserved(&event.name)?;
+        }
         let prepared = event::prepare(events, self.rt.config.max_event_bytes)?;
         let registry = &self.registry;
         let awaited = prepared.iter().any(|p| registry.is_awaited(&p.event.name));

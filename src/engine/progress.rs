@@ -57,6 +57,7 @@ impl Transition {
 pub(crate) struct RunRef {
     pub run_id: String,
     pub function_id: String,
+    pub event_id: String,
     pub user_id: Option<String>,
     /// The run's `claims` count when this worker claimed it.
     pub claim: i32,
@@ -70,6 +71,7 @@ impl RunRef {
         RunRef {
             run_id: run.id.clone(),
             function_id: run.function_id.clone(),
+            event_id: run.event_id.clone(),
             user_id: run.user_id.clone(),
             claim: run.claims,
             invoked_by: run.invoked_by.clone(),

@@ -86,6 +86,8 @@ pub(crate) struct Runtime {
     pub worker_id: String,
     /// The runs this process is executing.
     pub in_flight: InFlight,
+    /// Function id -> the id of the function that handles its failures.
+    pub failure_handlers: HashMap<String, String>,
 }
 
 /// The runs this process is executing, by id.
@@ -168,6 +170,7 @@ impl Runtime {
             match_wake: Notify::new(),
             updates,
             in_flight: InFlight::default(),
+            failure_handlers: HashMap::new(),
             worker_id: format!(
                 "{}-{}-{}",
                 hostname(),

@@ -19,7 +19,7 @@ use tokio::sync::Notify;
 use super::completer::Completer;
 use super::entities::{step, wait};
 use super::error::{storable, FnError};
-use super::event::{prepare, Event, NewEvent, FINISHED, INVOKED};
+use super::event::{not_reserved, prepare, Event, NewEvent, FINISHED, INVOKED};
 use super::progress::{RunRef, Transition, Write};
 use super::retry::{decide, Decision};
 use super::runtime::Runtime;
@@ -355,6 +355,9 @@ impl Step {
                 "a step sends at most {MAX_SENT_EVENTS} events, not {}",
                 events.len()
             )));
+        }
+        for event in &events {
+            not_reserved(&event.name).map_err(|e| FnError::non_retriable(e.to_string()))?;
         }
         let user_id = self.run.event.user_id.clone();
         let stem = digest(&key);

@@ -13,11 +13,11 @@ use crate::workflows::{self, HelloWorldRequested};
 /// The name of the workflow it creates.
 pub const WORKFLOW_NAME: &str = "workflow-from-inngest";
 
-/// The function, writing through `db`.
-pub fn function(db: DatabaseConnection) -> Function {
+/// The function, writing through the engine's `DatabaseConnection` state.
+pub fn function() -> Function {
     Function::new("hello-world", move |ctx| {
-        let db = db.clone();
         async move {
+            let db = ctx.state::<DatabaseConnection>()?;
             ctx.step
                 .sleep("비디오 가져오기", Duration::from_secs(1))
                 .await?;
@@ -35,7 +35,7 @@ pub fn function(db: DatabaseConnection) -> Function {
                 .run_keyed("create-workflow", None, |key| async move {
                     // No retry can create a workflow for a user who no longer exists.
                     if user::Entity::find_by_id(user_id.clone())
-                        .one(&db)
+                        .one(db)
                         .await?
                         .is_none()
                     {
@@ -45,7 +45,7 @@ pub fn function(db: DatabaseConnection) -> Function {
                     // crash before its record) finds the workflow it made the first time.
                     let id = workflows::id_from_key(&key);
                     let workflow =
-                        workflows::create_once(&db, &id, &user_id, WORKFLOW_NAME).await?;
+                        workflows::create_once(db, &id, &user_id, WORKFLOW_NAME).await?;
                     Ok(json!({ "id": workflow.id, "name": workflow.name }))
                 })
                 .await?;

@@ -1,20 +1,21 @@
 //! The app's own background functions, built only from the engine's public API.
 pub mod approval_flow;
+pub mod fails_on_purpose;
 pub mod fan_out;
 pub mod flaky_with_fallback;
 pub mod hello_world;
 pub mod parent_invokes_child;
 
-use sea_orm::DatabaseConnection;
-
 use crate::engine::Function;
 
-/// Every function the server registers.
-pub fn all(db: &DatabaseConnection) -> Vec<Function> {
+/// Every function the server registers; they expect the app's `DatabaseConnection` as
+/// engine state (`EngineBuilder::state`).
+pub fn all() -> Vec<Function> {
     vec![
-        hello_world::function(db.clone()),
+        hello_world::function(),
         approval_flow::function(),
         flaky_with_fallback::function(),
+        fails_on_purpose::function(),
         fan_out::function(),
         fan_out::item(),
         parent_invokes_child::parent(),

@@ -2,9 +2,10 @@
 //! the child's output as `{"child": {"doubled": 2n}}`.
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::engine::{FnError, Function};
+use crate::engine::Function;
 
 /// How long the parent waits for its child.
 pub const CHILD_TIMEOUT: Duration = Duration::from_secs(600);
@@ -29,16 +30,36 @@ pub fn parent() -> Function {
     .trigger("demo/parent")
 }
 
+/// A number as JSON has it: whole numbers stay whole.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Number {
+    Whole(i64),
+    Real(f64),
+}
+
+/// What `child-doubles` is given…
+#[derive(Debug, Deserialize)]
+pub struct Doubling {
+    pub n: Number,
+}
+
+/// …and what it returns.
+#[derive(Debug, Serialize)]
+pub struct Doubled {
+    pub doubled: Number,
+}
+
+/// A typed function: an event whose data has no number `n` fails its run at once,
+/// saying so.
 pub fn child() -> Function {
-    Function::new("child-doubles", |ctx| async move {
-        let n = &ctx.event.data["n"];
-        let doubled = match (n.as_i64(), n.as_f64()) {
-            (Some(i), _) => json!(i.saturating_mul(2)),
-            (None, Some(x)) => json!(2.0 * x),
-            _ => return Err(FnError::non_retriable("data.n must be a number")),
+    Function::typed("child-doubles", |_ctx, Doubling { n }| async move {
+        let doubled = match n {
+            Number::Whole(i) => Number::Whole(i.saturating_mul(2)),
+            Number::Real(x) => Number::Real(2.0 * x),
         };
-        Ok(json!({ "doubled": doubled }))
+        Ok(Doubled { doubled })
     })
-    .describe("Returns {\"doubled\": 2n} for data.n.")
+    .describe("Returns {\"doubled\": 2n} for data.n (typed: other data fails the run).")
     .trigger("demo/child")
 }

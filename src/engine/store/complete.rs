@@ -130,9 +130,22 @@ pub(crate) async fn commit(rt: &Runtime, writes: &[&Write]) -> Result<Owned, DbE
         })
         .collect();
     super::wait::report_ends(&txn, &ends, now).await?;
+    // A run that failed for good starts its function's failure handler, if it has one.
+    let failed: Vec<_> = writes
+        .iter()
+        .filter(|w| owned.has(w))
+        .filter_map(|w| match w.transition.as_ref()? {
+            Transition::Failed { error, .. } => Some((&w.run, error.as_str())),
+            _ => None,
+        })
+        .collect();
+    let handling = super::send::start_failure_handlers(rt, &txn, &failed).await?;
     txn.commit().await?;
     if !ends.is_empty() {
         rt.match_wake.notify_one();
+    }
+    if handling {
+        rt.wake.notify_one();
     }
     Ok(owned)
 }

@@ -10,7 +10,9 @@ use super::notify;
 use crate::domain::RunStatus;
 use crate::engine::entities::{awaited_event, event, run};
 use crate::engine::error::EngineError;
-use crate::engine::event::{new_id, Prepared, SendReceipt};
+use crate::engine::event::{new_id, prepare, Event, NewEvent, Prepared, SendReceipt, FAILED};
+use crate::engine::function::Failure;
+use crate::engine::progress::RunRef;
 use crate::engine::runtime::Runtime;
 
 /// Rows per multi-row INSERT, well under SQLite's limit on bound parameters.
@@ -259,6 +261,78 @@ async fn send_in_transaction<C: ConnectionTrait + TransactionTrait>(
     }
     txn.commit().await?;
     Ok(receipts)
+}
+
+/// The idempotency key of the [`FAILED`] event of run `run_id`: one per failed run.
+pub(crate) fn failure_key(run_id: &str) -> String {
+    format!("failed:{run_id}")
+}
+
+/// Starts the failure handler of each run in `failed` (run, error) whose function has
+/// one: a [`FAILED`] event for the run's user and one run of the handler, in `conn` — the
+/// transaction that fails the runs, so that no failure goes unhandled. Returns whether
+/// it started any.
+pub(crate) async fn start_failure_handlers<C: ConnectionTrait + TransactionTrait>(
+    rt: &Runtime,
+    conn: &C,
+    failed: &[(&RunRef, &str)],
+) -> Result<bool, DbErr> {
+    let failed: Vec<&(&RunRef, &str)> = failed
+        .iter()
+        .filter(|(run, _)| rt.failure_handlers.contains_key(&run.function_id))
+        .collect();
+    if failed.is_empty() {
+        return Ok(false);
+    }
+    let mut event_ids: Vec<&str> = failed.iter().map(|(run, _)| run.event_id.as_str()).collect();
+    event_ids.sort_unstable();
+    event_ids.dedup();
+    let events: std::collections::HashMap<String, event::Model> = event::Entity::find()
+        .filter(event::Column::Id.is_in(event_ids))
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(|e| (e.id.clone(), e))
+        .collect();
+    let mut new_events = Vec::with_capacity(failed.len());
+    for (run, error) in failed {
+        let event = match events.get(&run.event_id).cloned().map(Event::try_from) {
+            Some(Ok(event)) => event,
+            // The run failed because its event is gone or unreadable: say so.
+            _ => Event {
+                id: run.event_id.clone(),
+                name: String::new(),
+                data: serde_json::Value::Null,
+                user_id: run.user_id.clone(),
+                ts: 0,
+            },
+        };
+        let failure = Failure {
+            function_id: run.function_id.clone(),
+            run_id: run.run_id.clone(),
+            error: error.to_string(),
+            event,
+        };
+        let data = serde_json::to_value(&failure).map_err(|e| DbErr::Custom(e.to_string()))?;
+        new_events.push(NewEvent {
+            name: FAILED.to_string(),
+            data,
+            user_id: run.user_id.clone(),
+            idempotency_key: Some(failure_key(&run.run_id)),
+        });
+    }
+    // The failed run's payload was within the limit; the failure event may add a little.
+    let prepared = prepare(new_events, usize::MAX).map_err(|e| DbErr::Custom(e.to_string()))?;
+    let handler_of = |p: &Prepared| {
+        p.event.data["function_id"]
+            .as_str()
+            .and_then(|f| rt.failure_handlers.get(f))
+            .map_or(&[][..], std::slice::from_ref)
+    };
+    send_many(rt, conn, prepared, handler_of, |_| false)
+        .await
+        .map_err(|e| DbErr::Custom(e.to_string()))?;
+    Ok(true)
 }
 
 /// An idempotency key as stored: scoped to the event's user, so that one user's key

@@ -1,0 +1,256 @@
+//! Function options on a real database: a failure handler that runs once per failed run
+//! as a run of its own, for the same user; typed event data and output; state shared
+//! by every handler; the event names only the engine may send.
+#![cfg(feature = "ssr")]
+
+mod common;
+
+use common::{fast, run_row, test_db, wait_for, Updates};
+use nodebase::engine::entities::run;
+use nodebase::engine::{
+    failure_handler_id, Engine, EngineError, FnError, Function, NewEvent, RunStatus, FAILED,
+    FINISHED,
+};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+/// Fails (retryably) on every attempt; its failure handler returns what it was told.
+fn failing() -> Function {
+    Function::new("always-fails", |ctx| async move {
+        if ctx.event.data["ok"] == json!(true) {
+            return Ok(json!("fine"));
+        }
+        Err(FnError::failed("the service is down"))
+    })
+    .trigger("test/fails")
+    .retries(1)
+    .on_failure(|ctx| async move {
+        let failure = ctx.failure()?;
+        Ok(json!({
+            "run_id": failure.run_id,
+            "function_id": failure.function_id,
+            "error": failure.error,
+            "event_data": failure.event.data,
+            "handler_event": ctx.event.name,
+        }))
+    })
+}
+
+async fn runs_of(db: &DatabaseConnection, function_id: &str) -> Vec<run::Model> {
+    run::Entity::find()
+        .filter(run::Column::FunctionId.eq(function_id))
+        .all(db)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_run_that_fails_for_good_starts_its_failure_handler_once_for_the_same_user() {
+    let t = test_db().await;
+    let engine = Engine::builder(t.db.clone())
+        .function(failing())
+        .config(fast())
+        .build()
+        .unwrap();
+    let handler_id = failure_handler_id("always-fails");
+    assert!(
+        engine.functions().iter().any(|f| f.id() == handler_id
+            && f.handles_failures_of() == Some("always-fails")),
+        "the handler is a function of its own"
+    );
+    let mut updates = Updates::new(engine.subscribe());
+    let workers = engine.start();
+    let send = |data: Value| {
+        engine.send(
+            &t.db,
+            NewEvent::new("test/fails", data).for_user("u1"),
+        )
+    };
+    let ok = send(json!({ "ok": true })).await.unwrap().run_ids[0].clone();
+    let failed = send(json!({ "order": 7 })).await.unwrap().run_ids[0].clone();
+    wait_for(&mut updates, &ok, RunStatus::Completed).await;
+    wait_for(&mut updates, &failed, RunStatus::Failed).await;
+
+    // The handler's run was started in the commit that failed the run.
+    let handlers = runs_of(&t.db, &handler_id).await;
+    assert_eq!(handlers.len(), 1, "one handler run, and none for the run that succeeded");
+    let handler = &handlers[0];
+    assert_eq!(handler.user_id.as_deref(), Some("u1"));
+    wait_for(&mut updates, &handler.id, RunStatus::Completed).await;
+    let output: Value = serde_json::from_str(&run_row(&t.db, &handler.id).await.output.unwrap())
+        .unwrap();
+    assert_eq!(output["run_id"], json!(failed));
+    assert_eq!(output["function_id"], json!("always-fails"));
+    assert_eq!(output["event_data"], json!({ "order": 7 }));
+    assert_eq!(output["handler_event"], json!(FAILED));
+    let error = output["error"].as_str().unwrap();
+    assert!(error.contains("the service is down"), "{error}");
+
+    // A cancelled run is not a failure; a re-run that fails again is handled again.
+    let cancelled = send(json!({ "order": 8 })).await.unwrap().run_ids[0].clone();
+    engine.cancel(&cancelled).await.unwrap();
+    let again = engine.rerun(&failed).await.unwrap().unwrap();
+    wait_for(&mut updates, &again, RunStatus::Failed).await;
+    let handlers = runs_of(&t.db, &handler_id).await;
+    assert_eq!(handlers.len(), 2, "{handlers:?}");
+    workers.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_failing_failure_handler_starts_no_handler_of_its_own() {
+    let t = test_db().await;
+    let engine = Engine::builder(t.db.clone())
+        .function(
+            Function::new("fails", |_ctx| async move {
+                Err::<(), _>(FnError::non_retriable("no"))
+            })
+            .trigger("test/fails")
+            .on_failure(|_ctx| async move { Err::<(), _>(FnError::non_retriable("nor this")) }),
+        )
+        .config(fast())
+        .build()
+        .unwrap();
+    let mut updates = Updates::new(engine.subscribe());
+    let workers = engine.start();
+    let run_id = engine
+        .send(&t.db, NewEvent::new("test/fails", json!({})))
+        .await
+        .unwrap()
+        .run_ids[0]
+        .clone();
+    wait_for(&mut updates, &run_id, RunStatus::Failed).await;
+    let handler = runs_of(&t.db, "fails-on-failure").await.remove(0);
+    wait_for(&mut updates, &handler.id, RunStatus::Failed).await;
+    let all = run::Entity::find().all(&t.db).await.unwrap();
+    assert_eq!(all.len(), 2, "no handler for the handler: {all:?}");
+    workers.shutdown().await;
+}
+
+#[derive(Debug, Deserialize)]
+struct Order {
+    id: u32,
+    items: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct Receipt {
+    order: u32,
+    count: usize,
+}
+
+#[tokio::test]
+async fn typed_functions_read_their_data_and_fail_clearly_on_data_that_does_not_fit() {
+    let t = test_db().await;
+    let engine = Engine::builder(t.db.clone())
+        .function(
+            Function::typed("count-items", |_ctx, order: Order| async move {
+                Ok(Receipt {
+                    order: order.id,
+                    count: order.items.len(),
+                })
+            })
+            .trigger("test/order")
+            .retries(3),
+        )
+        .config(fast())
+        .build()
+        .unwrap();
+    let mut updates = Updates::new(engine.subscribe());
+    let workers = engine.start();
+    let send = |data: Value| engine.send(&t.db, NewEvent::new("test/order", data));
+    let good = send(json!({ "id": 4, "items": ["a", "b"] })).await.unwrap().run_ids[0].clone();
+    let bad = send(json!({ "id": "four" })).await.unwrap().run_ids[0].clone();
+    wait_for(&mut updates, &good, RunStatus::Completed).await;
+    wait_for(&mut updates, &bad, RunStatus::Failed).await;
+    let output: Value =
+        serde_json::from_str(&run_row(&t.db, &good).await.output.unwrap()).unwrap();
+    assert_eq!(output, json!({ "order": 4, "count": 2 }));
+    let bad = run_row(&t.db, &bad).await;
+    let error = bad.error.unwrap();
+    assert!(
+        error.contains("does not fit") && error.contains("Order") && error.contains("four"),
+        "{error}"
+    );
+    assert_eq!(bad.attempts, 1, "no retry can change the event");
+    workers.shutdown().await;
+}
+
+/// A stand-in for a service a handler needs: an API client, a pool.
+struct Greeter {
+    greeting: String,
+}
+
+#[tokio::test]
+async fn handlers_share_the_state_the_engine_was_given() {
+    let t = test_db().await;
+    let engine = Engine::builder(t.db.clone())
+        .state(Greeter {
+            greeting: "hello".into(),
+        })
+        .function(
+            Function::new("greet", |ctx| async move {
+                let greeter = ctx.state::<Greeter>()?;
+                let name = ctx.event.data["name"].as_str().unwrap_or("nobody");
+                Ok(format!("{} {name}", greeter.greeting))
+            })
+            .trigger("test/greet"),
+        )
+        .function(
+            Function::new("needs-more", |ctx| async move {
+                ctx.state::<String>()?;
+                Ok(())
+            })
+            .trigger("test/greet"),
+        )
+        .config(fast())
+        .build()
+        .unwrap();
+    let mut updates = Updates::new(engine.subscribe());
+    let workers = engine.start();
+    let receipt = engine
+        .send(&t.db, NewEvent::new("test/greet", json!({ "name": "Ada" })))
+        .await
+        .unwrap();
+    let mut greeted = None;
+    let mut missing = None;
+    for id in &receipt.run_ids {
+        let row = run_row(&t.db, id).await;
+        if row.function_id == "greet" {
+            greeted = Some(id.clone());
+        } else {
+            missing = Some(id.clone());
+        }
+    }
+    let (greeted, missing) = (greeted.unwrap(), missing.unwrap());
+    wait_for(&mut updates, &greeted, RunStatus::Completed).await;
+    wait_for(&mut updates, &missing, RunStatus::Failed).await;
+    assert_eq!(
+        run_row(&t.db, &greeted).await.output.as_deref(),
+        Some("\"hello Ada\"")
+    );
+    let error = run_row(&t.db, &missing).await.error.unwrap();
+    assert!(error.contains("no state of type alloc::string::String"), "{error}");
+    workers.shutdown().await;
+}
+
+#[tokio::test]
+async fn only_the_engine_sends_events_named_nodebase_slash() {
+    let t = test_db().await;
+    let engine = Engine::builder(t.db.clone())
+        .function(failing())
+        .build()
+        .unwrap();
+    for name in [FAILED, FINISHED, "nodebase/anything"] {
+        let err = engine
+            .send(&t.db, NewEvent::new(name, json!({ "run_id": "x" })))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, EngineError::InvalidEvent(m) if m.contains("the engine's own")),
+            "{name}: {err}"
+        );
+    }
+    let stored = run::Entity::find().all(&t.db).await.unwrap();
+    assert!(stored.is_empty());
+}
