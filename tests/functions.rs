@@ -5,11 +5,14 @@
 
 mod common;
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use common::{fast, run_row, test_db, wait_for, Updates};
 use nodebase::engine::entities::run;
 use nodebase::engine::{
-    failure_handler_id, Engine, EngineError, FnError, Function, NewEvent, RunStatus, FAILED,
-    FINISHED,
+    failure_handler_id, Engine, EngineError, FnError, Function, ManualClock, NewEvent, RunStatus,
+    WaitFor, FAILED, FINISHED,
 };
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 use serde::{Deserialize, Serialize};
@@ -253,4 +256,113 @@ async fn only_the_engine_sends_events_named_nodebase_slash() {
     }
     let stored = run::Entity::find().all(&t.db).await.unwrap();
     assert!(stored.is_empty());
+}
+
+const CANCELLED: &str = "test/order.cancelled";
+
+/// An order's run: sleeps a day (or, with `"stuck"`, works forever), unless cancelled by
+/// `test/order.cancelled` with the same `data.order` within an hour.
+fn order_flow() -> Function {
+    Function::new("order-flow", |ctx| async move {
+        if ctx.event.data["stuck"] == json!(true) {
+            ctx.step
+                .run("work forever", || std::future::pending::<Result<(), FnError>>())
+                .await?;
+        }
+        ctx.step.sleep("a day", Duration::from_secs(86_400)).await?;
+        Ok(())
+    })
+    .trigger("test/order")
+    .cancel_on(WaitFor::event(CANCELLED, Duration::from_secs(3600)).matching("data.order"))
+}
+
+#[tokio::test]
+async fn an_event_cancels_the_matching_runs_of_its_user_within_the_rules_time() {
+    let t = test_db().await;
+    let clock = Arc::new(ManualClock::new(10_000_000));
+    let engine = Engine::builder(t.db.clone())
+        .function(order_flow())
+        .clock(clock.clone())
+        .config(fast())
+        .build()
+        .unwrap();
+    let mut updates = Updates::new(engine.subscribe());
+    let workers = engine.start();
+    let send = |name: &'static str, user: &'static str, data: Value| {
+        let engine = engine.clone();
+        let db = t.db.clone();
+        async move {
+            let receipt = engine
+                .send(&db, NewEvent::new(name, data).for_user(user))
+                .await
+                .unwrap();
+            receipt.run_ids.first().cloned().unwrap_or(receipt.event_id)
+        }
+    };
+    // A cancellation sent before the run's own event does not cancel it.
+    send(CANCELLED, "u1", json!({ "order": 9 })).await;
+    clock.advance(10);
+    let early = send("test/order", "u1", json!({ "order": 9 })).await;
+    let mine = send("test/order", "u1", json!({ "order": 1 })).await;
+    let other = send("test/order", "u1", json!({ "order": 2 })).await;
+    let theirs = send("test/order", "u2", json!({ "order": 1 })).await;
+    let running = send("test/order", "u1", json!({ "order": 3, "stuck": true })).await;
+    let late = send("test/order", "u1", json!({ "order": 4 })).await;
+    for id in [&early, &mine, &other, &theirs, &late] {
+        wait_for(&mut updates, id, RunStatus::Sleeping).await;
+    }
+
+    // u1 cancels order 1: only u1's run of order 1 ends.
+    clock.advance(10);
+    let cancel = send(CANCELLED, "u1", json!({ "order": 1 })).await;
+    wait_for(&mut updates, &mine, RunStatus::Cancelled).await;
+    let row = run_row(&t.db, &mine).await;
+    assert_eq!(row.cancelled_by, Some(format!("event {cancel}")));
+    for id in [&early, &other, &theirs] {
+        assert_eq!(run_row(&t.db, id).await.status, RunStatus::Sleeping, "{id}");
+    }
+
+    // A running run stops where it stands.
+    assert_eq!(run_row(&t.db, &running).await.status, RunStatus::Running);
+    send(CANCELLED, "u1", json!({ "order": 3 })).await;
+    wait_for(&mut updates, &running, RunStatus::Cancelled).await;
+
+    // After the rule's hour, a cancellation no longer counts.
+    clock.advance(3_600_000);
+    send(CANCELLED, "u1", json!({ "order": 4 })).await;
+    send(CANCELLED, "u1", json!({ "order": 2 })).await;
+    let last = send("test/order", "u1", json!({ "order": 5 })).await;
+    wait_for(&mut updates, &last, RunStatus::Sleeping).await;
+    clock.advance(10);
+    send(CANCELLED, "u1", json!({ "order": 5 })).await;
+    // The matcher takes events oldest first: once order 5 is cancelled, it has passed
+    // the cancellations of orders 4 and 2 as well.
+    wait_for(&mut updates, &last, RunStatus::Cancelled).await;
+    for id in [&late, &other] {
+        assert_eq!(run_row(&t.db, id).await.status, RunStatus::Sleeping, "{id}");
+    }
+    workers.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_cancel_rule_is_checked_when_the_engine_is_built() {
+    let t = test_db().await;
+    let build = |rule: WaitFor| {
+        Engine::builder(t.db.clone())
+            .function(
+                Function::new("f", |_ctx| async move { Ok(()) })
+                    .trigger("test/f")
+                    .cancel_on(rule),
+            )
+            .build()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    };
+    let hour = Duration::from_secs(3600);
+    assert!(build(WaitFor::event(CANCELLED, hour).when("async.data.x >")).contains("not valid CEL"));
+    assert!(build(WaitFor::event(CANCELLED, hour).lookback(hour)).contains("cannot look back"));
+    assert!(build(WaitFor::event(CANCELLED, Duration::ZERO)).contains("timeout"));
+    assert!(build(WaitFor::event("not a name", hour)).contains("not a valid event name"));
+    assert_eq!(build(WaitFor::event(CANCELLED, hour)), "");
 }

@@ -15,6 +15,10 @@ pub struct FunctionView {
     /// The events its waits may wait for.
     pub awaits: Vec<String>,
     pub retries: u32,
+    /// The function that runs when one of its runs fails.
+    pub failure_handler: Option<String>,
+    /// For a failure handler: the function whose failures it handles.
+    pub handles_failures_of: Option<String>,
     pub counts: Vec<(RunStatus, i64)>,
 }
 
@@ -67,6 +71,8 @@ mod ssr {
                 triggers: f.triggers().to_vec(),
                 awaits: f.awaits().to_vec(),
                 retries: f.retry_limit(),
+                failure_handler: f.failure_handler_id(),
+                handles_failures_of: f.handles_failures_of().map(str::to_string),
                 counts: counts
                     .iter()
                     .filter(|(function, ..)| function == f.id())

@@ -90,6 +90,10 @@ pub struct RunDetail {
     pub error: Option<String>,
     /// Who cancelled the run, if it was cancelled by someone who said.
     pub cancelled_by: Option<String>,
+    /// For a failed run: the run of its function's failure handler.
+    pub failure_handled_by: Option<String>,
+    /// For a failure handler's run: the failed run it handles.
+    pub handles_failure_of: Option<String>,
     /// The first `STEPS_SHOWN` steps.
     pub steps: Vec<StepView>,
     /// The server's clock when this was read (Unix ms), to draw running bars.
@@ -285,7 +289,18 @@ mod ssr {
         let output = listing.run.output.as_deref().map(pretty);
         let error = listing.run.error.clone();
         let cancelled_by = listing.run.cancelled_by.clone();
+        let failure_handled_by = if listing.run.status == RunStatus::Failed {
+            inspect::failure_handler_run(&state.db, user_id, id).await?
+        } else {
+            None
+        };
+        let handles_failure_of = (event.name == crate::engine::FAILED)
+            .then(|| serde_json::from_str::<crate::engine::Failure>(&event.data).ok())
+            .flatten()
+            .map(|f| f.run_id);
         Ok(RunDetail {
+            failure_handled_by,
+            handles_failure_of,
             run: row(listing),
             event: event_view(event),
             output,

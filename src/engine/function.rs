@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::error::{EngineError, FnError};
 use super::event::{validate_name, Event};
-use super::step::{Routes, Step, StepRules};
+use super::step::{Routes, Step, StepRules, WaitFor, MAX_WAIT};
 
 /// Retries a function gets unless it says otherwise (Inngest's default).
 pub const DEFAULT_RETRIES: u32 = 4;
@@ -105,6 +105,8 @@ pub struct Function {
     timeouts: Timeouts,
     /// The event names its `step.wait_for_event` calls may wait for.
     awaits: Vec<String>,
+    /// The events that cancel its runs.
+    cancels: Vec<WaitFor>,
     /// One line saying what it does, for dashboards.
     description: String,
     handler: Handler,
@@ -152,6 +154,7 @@ impl Function {
             retries: DEFAULT_RETRIES,
             timeouts: Timeouts::default(),
             awaits: Vec::new(),
+            cancels: Vec::new(),
             description: String::new(),
             handler: self::handler(handler),
             on_failure: None,
@@ -220,6 +223,22 @@ impl Function {
         self
     }
 
+    /// Cancels a run — queued, running, sleeping or waiting — when an event as `rule`
+    /// says arrives for the run's user within `rule`'s timeout of the run's event:
+    /// `WaitFor::event("app/order.cancelled", days(7)).matching("data.order_id")`
+    /// (the field must equal the run's event's; `.when` adds a CEL condition over `event`
+    /// and `async`, as for waits). An event sent before the run's own never cancels it.
+    /// Found by index like waits, so a send costs the same whatever the number of runs.
+    pub fn cancel_on(mut self, rule: WaitFor) -> Self {
+        self.cancels.push(rule);
+        self
+    }
+
+    /// The rules that cancel its runs.
+    pub fn cancels(&self) -> &[WaitFor] {
+        &self.cancels
+    }
+
     /// Limits how long its steps and runs may take (see [`Timeouts`]).
     pub fn timeouts(mut self, timeouts: Timeouts) -> Self {
         self.timeouts = timeouts;
@@ -268,6 +287,11 @@ impl Function {
         self.handles_failures_of.as_deref()
     }
 
+    /// The id of the function that handles its failures, if it has one.
+    pub fn failure_handler_id(&self) -> Option<String> {
+        self.on_failure.is_some().then(|| failure_handler_id(&self.id))
+    }
+
     /// The function that runs `on_failure`'s handler, if it has one.
     fn failure_handler(&self) -> Option<Function> {
         let handler = self.on_failure.clone()?;
@@ -277,6 +301,7 @@ impl Function {
             retries: DEFAULT_RETRIES,
             timeouts: Timeouts::default(),
             awaits: Vec::new(),
+            cancels: Vec::new(),
             description: format!("Runs when a run of {} fails, with its event and error.", self.id),
             handler,
             on_failure: None,
@@ -335,6 +360,10 @@ impl Registry {
                 validate_name(name)?;
                 awaited.insert(name.clone());
             }
+            for rule in function.cancels() {
+                check_cancel_rule(function.id(), rule)?;
+                awaited.insert(rule.event.clone());
+            }
             if function.triggers().is_empty() && function.handles_failures_of.is_none() {
                 return Err(EngineError::InvalidFunction(format!(
                     "function {:?} has no trigger",
@@ -373,6 +402,15 @@ impl Registry {
         self.triggers.get(event_name).map_or(&[], Vec::as_slice)
     }
 
+    /// Each function's cancel rules, for the functions that have any.
+    pub(crate) fn cancel_rules(&self) -> HashMap<String, Vec<WaitFor>> {
+        self.functions
+            .values()
+            .filter(|f| !f.cancels.is_empty())
+            .map(|f| (f.id.clone(), f.cancels.clone()))
+            .collect()
+    }
+
     /// Which functions have a failure handler, and its id.
     pub(crate) fn failure_handlers(&self) -> HashMap<String, String> {
         self.functions
@@ -393,4 +431,27 @@ impl Registry {
         all.sort_by(|a, b| a.id().cmp(b.id()));
         all
     }
+}
+
+/// A cancel rule must name a valid event, a timeout of 1 ms to [`MAX_WAIT`], valid CEL,
+/// and no lookback (an event sent before the run's never cancels it).
+fn check_cancel_rule(function_id: &str, rule: &WaitFor) -> Result<(), EngineError> {
+    let invalid = |why: String| {
+        EngineError::InvalidFunction(format!("function {function_id:?}: cancel_on: {why}"))
+    };
+    validate_name(&rule.event)?;
+    if rule.timeout.is_zero() || rule.timeout > MAX_WAIT {
+        return Err(invalid(format!(
+            "the timeout must be between 1 ms and 365 days, not {:?}",
+            rule.timeout
+        )));
+    }
+    if !rule.lookback.is_zero() {
+        return Err(invalid("a cancellation cannot look back".into()));
+    }
+    if let Some(condition) = &rule.condition {
+        super::store::wait::check_condition(condition)
+            .map_err(|e| invalid(format!("{condition:?} is not valid CEL: {e}")))?;
+    }
+    Ok(())
 }

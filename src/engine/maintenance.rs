@@ -52,9 +52,18 @@ pub(crate) async fn matcher(rt: Arc<Runtime>, mut stopped: watch::Receiver<bool>
     loop {
         loop {
             match store::wait::match_pending(&rt).await {
-                Ok((taken, ended_any)) => {
-                    if ended_any {
+                Ok((taken, ended)) => {
+                    if !ended.woken.is_empty() {
                         rt.wake.notify_one();
+                    }
+                    if !ended.cancelled.is_empty() {
+                        // Runs cancelled by an event stop at once, here or elsewhere;
+                        // their invokers hear of their end.
+                        for update in &ended.cancelled {
+                            rt.in_flight.cancel(&update.run_id);
+                        }
+                        publish(&rt, ended.cancelled, Relay::Now(&rt.db)).await;
+                        rt.match_wake.notify_one();
                     }
                     if taken < store::wait::MATCH_BATCH as usize {
                         break;

@@ -109,6 +109,7 @@ impl EngineBuilder {
         let registry = Registry::new(self.functions, self.state)?;
         let mut rt = Runtime::new(self.db, self.config, self.clock);
         rt.failure_handlers = registry.failure_handlers();
+        rt.cancel_rules = registry.cancel_rules();
         Ok(Engine {
             rt: Arc::new(rt),
             registry: Arc::new(registry),
@@ -181,6 +182,11 @@ impl Engine {
         let function = self.registry.get(function_id).ok_or_else(|| {
             EngineError::InvalidFunction(format!("no function {function_id:?} is registered"))
         })?;
+        if let Some(of) = function.handles_failures_of() {
+            return Err(EngineError::InvalidFunction(format!(
+                "{function_id:?} runs only when a run of {of:?} fails"
+            )));
+        }
         let target = [function.id().to_string()];
         let prepared = event::prepare(vec![event], self.rt.config.max_event_bytes)?;
         let awaited = self.registry.is_awaited(&prepared[0].event.name);

@@ -88,6 +88,8 @@ pub(crate) struct Runtime {
     pub in_flight: InFlight,
     /// Function id -> the id of the function that handles its failures.
     pub failure_handlers: HashMap<String, String>,
+    /// Function id -> the rules that cancel its runs (`Function::cancel_on`).
+    pub cancel_rules: HashMap<String, Vec<super::step::WaitFor>>,
 }
 
 /// The runs this process is executing, by id.
@@ -171,6 +173,7 @@ impl Runtime {
             updates,
             in_flight: InFlight::default(),
             failure_handlers: HashMap::new(),
+            cancel_rules: HashMap::new(),
             worker_id: format!(
                 "{}-{}-{}",
                 hostname(),

@@ -990,11 +990,11 @@ pub const MAX_WAIT: Duration = Duration::from_secs(365 * 24 * 3600);
 /// events of that name count.
 #[derive(Clone, Debug)]
 pub struct WaitFor {
-    event: String,
-    timeout: Duration,
-    matching: Option<String>,
-    condition: Option<String>,
-    lookback: Duration,
+    pub(crate) event: String,
+    pub(crate) timeout: Duration,
+    pub(crate) matching: Option<String>,
+    pub(crate) condition: Option<String>,
+    pub(crate) lookback: Duration,
 }
 
 impl WaitFor {

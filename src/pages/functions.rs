@@ -49,8 +49,20 @@ fn FunctionCard(
             <h2><code>{function.id.clone()}</code></h2>
             {(!function.description.is_empty()).then(|| view! { <p class="description">{function.description.clone()}</p> })}
             <dl class="facts">
-                <dt>"Triggers"</dt>
-                <dd>{function.triggers.iter().map(|t| view! { <code class="trigger">{t.clone()}</code> " " }).collect_view()}</dd>
+                {match function.handles_failures_of.clone() {
+                    Some(of) => view! {
+                        <dt>"Runs when"</dt>
+                        <dd class="handles">"a run of " <code>{of}</code> " fails"</dd>
+                    }.into_any(),
+                    None => view! {
+                        <dt>"Triggers"</dt>
+                        <dd>{function.triggers.iter().map(|t| view! { <code class="trigger">{t.clone()}</code> " " }).collect_view()}</dd>
+                    }.into_any(),
+                }}
+                {function.failure_handler.clone().map(|handler| view! {
+                    <dt>"On failure"</dt>
+                    <dd class="on-failure"><code>{handler}</code></dd>
+                })}
                 {(!function.awaits.is_empty()).then(|| view! {
                     <dt>"Waits for"</dt>
                     <dd>{function.awaits.iter().map(|t| view! { <code class="trigger">{t.clone()}</code> " " }).collect_view()}</dd>
@@ -75,6 +87,7 @@ fn FunctionCard(
                     </Transition>
                 </dd>
             </dl>
+            {function.handles_failures_of.is_none().then(|| view! {
             <ActionForm action=invoke attr:class="invoke">
                 <input type="hidden" name="function" value=id />
                 <label>
@@ -87,6 +100,7 @@ fn FunctionCard(
                     <p>"Started " <A href=format!("/runs/{run}")>"run " {run.clone()}</A></p>
                 })}
             </ActionForm>
+            })}
         </article>
     }
 }

@@ -109,6 +109,12 @@ fn RunView(
                 {run.invoked_by.clone().map(|by| view! {
                     <dt>"Invoked by"</dt><dd><A attr:class="invoked-by" href=format!("/runs/{by}")>{by.clone()}</A></dd>
                 })}
+                {detail.handles_failure_of.clone().map(|of| view! {
+                    <dt>"Handles the failure of"</dt><dd><A attr:class="failure-of" href=format!("/runs/{of}")>{of.clone()}</A></dd>
+                })}
+                {detail.failure_handled_by.clone().map(|by| view! {
+                    <dt>"Failure handled by"</dt><dd><A attr:class="failure-handler" href=format!("/runs/{by}")>{by.clone()}</A></dd>
+                })}
                 {(run.status == RunStatus::Cancelled).then(|| {
                     let by = detail.cancelled_by.clone().unwrap_or_else(|| "the API".into());
                     let at = run.ended_at.map(format_time).unwrap_or_default();

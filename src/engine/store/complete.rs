@@ -140,6 +140,16 @@ pub(crate) async fn commit(rt: &Runtime, writes: &[&Write]) -> Result<Owned, DbE
         })
         .collect();
     let handling = super::send::start_failure_handlers(rt, &txn, &failed).await?;
+    // A run that ended no longer waits for the events that would have cancelled it.
+    let cancellable: Vec<&str> = writes
+        .iter()
+        .filter(|w| owned.has(w) && rt.cancel_rules.contains_key(&w.run.function_id))
+        .filter(|w| w.transition.as_ref().is_some_and(|t| t.status().is_final()))
+        .map(|w| w.run.run_id.as_str())
+        .collect();
+    if !cancellable.is_empty() {
+        super::wait::close_cancel_waits(&txn, &cancellable, now).await?;
+    }
     txn.commit().await?;
     if !ends.is_empty() {
         rt.match_wake.notify_one();

@@ -2,7 +2,7 @@
 //! cancel, and re-run.
 use sea_orm::sea_query::{Expr, ExprTrait, IntoColumnRef, Query, ReturningClause, UpdateStatement};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, TransactionSession,
     TransactionTrait,
 };
 
@@ -110,8 +110,8 @@ pub(crate) async fn hand_back(
 /// Cancels a run that has not finished; `None` if it had (or does not exist).
 /// Its steps that were sleeping or waiting for a retry end as failed, "cancelled".
 /// `by` says who cancelled it (shown on the run page).
-pub(crate) async fn cancel(
-    db: &DatabaseConnection,
+pub(crate) async fn cancel<C: ConnectionTrait + TransactionTrait>(
+    db: &C,
     run_id: &str,
     by: Option<&str>,
     now: i64,

@@ -197,6 +197,30 @@ pub async fn waits(db: &impl ConnectionTrait, run_id: &str) -> Result<Vec<wait::
         .await
 }
 
+/// The run of the failure handler that a failed run of the user's started, if any.
+pub async fn failure_handler_run(
+    db: &impl ConnectionTrait,
+    user_id: &str,
+    run_id: &str,
+) -> Result<Option<String>, DbErr> {
+    let key = super::send::scoped_key(Some(user_id), &super::send::failure_key(run_id));
+    let Some(event) = event::Entity::find()
+        .filter(event::Column::IdempotencyKey.eq(key))
+        .filter(event::Column::UserId.eq(user_id))
+        .one(db)
+        .await?
+    else {
+        return Ok(None);
+    };
+    run::Entity::find()
+        .select_only()
+        .column(run::Column::Id)
+        .filter(run::Column::EventId.eq(event.id))
+        .into_tuple::<String>()
+        .one(db)
+        .await
+}
+
 /// An event in a list, with the first runs it triggered.
 #[derive(Clone, Debug)]
 pub struct EventListing {

@@ -2,13 +2,13 @@
 //! caller's connection or transaction.
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QuerySelect, Set,
-    TransactionSession, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, IntoActiveModel, QueryFilter,
+    QuerySelect, Set, TransactionSession, TransactionTrait,
 };
 
 use super::notify;
 use crate::domain::RunStatus;
-use crate::engine::entities::{awaited_event, event, run};
+use crate::engine::entities::{awaited_event, event, run, wait};
 use crate::engine::error::EngineError;
 use crate::engine::event::{new_id, prepare, Event, NewEvent, Prepared, SendReceipt, FAILED};
 use crate::engine::function::Failure;
@@ -67,13 +67,13 @@ pub(crate) async fn send_many<'a, C: ConnectionTrait + TransactionTrait>(
         .map(|p| {
             let functions = route(&p);
             let awaited = awaited(&p.event.name);
-            rows(p, functions, awaited, now)
+            rows(rt, p, functions, awaited, now)
         })
         .collect();
     let one_statement = conn.get_database_backend() == DbBackend::Postgres
         && rows
             .iter()
-            .all(|r| r.idempotency_key.is_none() && r.awaited.is_none());
+            .all(|r| r.idempotency_key.is_none() && r.awaited.is_none() && r.cancels.is_empty());
     if one_statement {
         send_in_one_statement(conn, rows).await
     } else {
@@ -88,15 +88,32 @@ struct Rows {
     runs: Vec<run::ActiveModel>,
     /// Set when some function may wait for the event.
     awaited: Option<awaited_event::ActiveModel>,
+    /// The waits for the events that would cancel the runs (`Function::cancel_on`).
+    cancels: Vec<wait::ActiveModel>,
     receipt: SendReceipt,
 }
 
-fn rows(p: Prepared, functions: &[String], awaited: bool, now: i64) -> Rows {
+fn rows(rt: &Runtime, p: Prepared, functions: &[String], awaited: bool, now: i64) -> Rows {
     let event_id = new_id();
     let mut runs = Vec::with_capacity(functions.len());
     let mut run_ids = Vec::with_capacity(functions.len());
+    let mut cancels = Vec::new();
     for function_id in functions {
         let run_id = new_id();
+        if let Some(rules) = rt.cancel_rules.get(function_id) {
+            let event = Event {
+                id: event_id.clone(),
+                name: p.event.name.clone(),
+                data: p.event.data.clone(),
+                user_id: p.event.user_id.clone(),
+                ts: now,
+            };
+            cancels.extend(
+                super::wait::cancel_waits(&run_id, &event, rules, now)
+                    .into_iter()
+                    .map(|w| w.into_active_model()),
+            );
+        }
         runs.push(new_run(
             &run_id,
             function_id,
@@ -130,6 +147,7 @@ fn rows(p: Prepared, functions: &[String], awaited: bool, now: i64) -> Rows {
         idempotency_key,
         runs,
         awaited,
+        cancels,
         receipt: SendReceipt {
             event_id,
             run_ids,
@@ -212,6 +230,7 @@ async fn send_in_transaction<C: ConnectionTrait + TransactionTrait>(
     let mut event_rows = Vec::with_capacity(rows.len());
     let mut run_rows = Vec::with_capacity(rows.len());
     let mut awaited_rows = Vec::new();
+    let mut cancel_rows = Vec::new();
     for r in rows {
         if let Some(key) = &r.idempotency_key {
             // Insert-or-skip in one statement, so concurrent sends with one key agree.
@@ -236,6 +255,7 @@ async fn send_in_transaction<C: ConnectionTrait + TransactionTrait>(
         }
         run_rows.extend(r.runs);
         awaited_rows.extend(r.awaited);
+        cancel_rows.extend(r.cancels);
         receipts.push(r.receipt);
     }
     for chunk in event_rows.chunks(ROWS_PER_INSERT) {
@@ -245,6 +265,11 @@ async fn send_in_transaction<C: ConnectionTrait + TransactionTrait>(
     }
     for chunk in run_rows.chunks(ROWS_PER_INSERT) {
         run::Entity::insert_many(chunk.to_vec())
+            .exec_without_returning(conn)
+            .await?;
+    }
+    for chunk in cancel_rows.chunks(ROWS_PER_INSERT / 2) {
+        wait::Entity::insert_many(chunk.to_vec())
             .exec_without_returning(conn)
             .await?;
     }
@@ -337,7 +362,7 @@ pub(crate) async fn start_failure_handlers<C: ConnectionTrait + TransactionTrait
 
 /// An idempotency key as stored: scoped to the event's user, so that one user's key
 /// never answers another user's send (the length prefix keeps the pair unambiguous).
-fn scoped_key(user_id: Option<&str>, key: &str) -> String {
+pub(crate) fn scoped_key(user_id: Option<&str>, key: &str) -> String {
     let user = user_id.unwrap_or_default();
     format!("{}:{user}:{key}", user.len())
 }

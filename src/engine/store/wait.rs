@@ -9,10 +9,13 @@
 //! UPDATE (`… WHERE status = 'open'`), so only one of them ends it.
 use std::collections::HashSet;
 
-use sea_orm::sea_query::{CaseStatement, Expr, ExprTrait, LockBehavior, LockType, Query};
+use sea_orm::sea_query::{
+    CaseStatement, Expr, ExprTrait, IntoColumnRef, LockBehavior, LockType, Query,
+    ReturningClause,
+};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, Set,
+    QueryOrder, QuerySelect, Set, TransactionTrait,
 };
 use serde_json::Value;
 
@@ -20,7 +23,9 @@ use super::{begin, notify};
 use crate::domain::RunStatus;
 use crate::engine::entities::{awaited_event, event, run, wait};
 use crate::engine::event::{new_id, Event, FINISHED};
+use crate::engine::progress::RunUpdate;
 use crate::engine::runtime::Runtime;
+use crate::engine::step::WaitFor;
 
 /// Awaited events the matcher takes in one transaction.
 pub(crate) const MATCH_BATCH: u64 = 100;
@@ -36,6 +41,66 @@ pub(crate) const MATCHED: &str = "matched";
 pub(crate) const TIMED_OUT: &str = "timed_out";
 /// Its run was cancelled while it waited.
 pub(crate) const CANCELLED: &str = "cancelled";
+
+/// The start of the step id of a wait that cancels its run (`Function::cancel_on`):
+/// step ids never hold control characters, so these never meet a step's.
+pub(crate) const CANCEL_WAIT: &str = "\u{1}cancel:";
+
+/// The waits that cancel run `run_id`, of event `event`, by `rules`: one per rule whose
+/// match field the event has (one it lacks can match nothing).
+pub(crate) fn cancel_waits(
+    run_id: &str,
+    event: &Event,
+    rules: &[WaitFor],
+    now: i64,
+) -> Vec<wait::Model> {
+    rules
+        .iter()
+        .enumerate()
+        .filter_map(|(i, rule)| {
+            let match_key = match &rule.matching {
+                None => None,
+                Some(field) => Some(match_key(field, &field_value(event, field)?)),
+            };
+            let timeout = i64::try_from(rule.timeout.as_millis()).unwrap_or(i64::MAX);
+            Some(wait::Model {
+                run_id: run_id.to_string(),
+                step_id: format!("{CANCEL_WAIT}{i}"),
+                user_key: event.user_id.clone().unwrap_or_default(),
+                event_name: rule.event.clone(),
+                match_key,
+                condition: rule.condition.clone(),
+                window_start: now,
+                expires_at: now.saturating_add(timeout),
+                status: OPEN.to_string(),
+                event_id: None,
+                created_at: now,
+                ended_at: None,
+            })
+        })
+        .collect()
+}
+
+/// Closes the open cancel waits of runs that have ended.
+pub(crate) async fn close_cancel_waits<C: ConnectionTrait>(
+    conn: &C,
+    run_ids: &[&str],
+    now: i64,
+) -> Result<(), DbErr> {
+    wait::Entity::update_many()
+        .col_expr(wait::Column::Status, Expr::value(CANCELLED))
+        .col_expr(wait::Column::EndedAt, Expr::value(now))
+        .filter(wait::Column::RunId.is_in(run_ids.iter().copied()))
+        .filter(wait::Column::Status.eq(OPEN))
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
+/// Whether `wait` cancels its run rather than ends a step's wait.
+pub(crate) fn is_cancel_wait(wait_step_id: &str) -> bool {
+    wait_step_id.starts_with(CANCEL_WAIT)
+}
 
 /// An event as match fields and CEL expressions see it.
 fn as_json(event: &Event) -> Value {
@@ -187,7 +252,7 @@ pub(crate) async fn time_out<C: ConnectionTrait>(
 
 /// Ends `wait` with `event_id` unless it has ended already or its run has used that
 /// event for another wait, and makes its run due now. True if it ended it.
-async fn end_with<C: ConnectionTrait>(
+async fn end_with<C: ConnectionTrait + TransactionTrait>(
     conn: &C,
     wait: &wait::Model,
     event_id: &str,
@@ -201,7 +266,7 @@ async fn end_with<C: ConnectionTrait>(
     if used.is_some() {
         return Ok(false);
     }
-    Ok(!end_all(conn, &[(wait, event_id)], now).await?.is_empty())
+    Ok(!end_all(conn, &[(wait, event_id)], now).await?.woken.is_empty())
 }
 
 /// Makes parked runs due now (nothing for one not parked, or due already).
@@ -240,8 +305,8 @@ async fn run_events<C: ConnectionTrait>(
 /// The matcher's pass: takes up to [`MATCH_BATCH`] pending awaited events, oldest
 /// first, ends the open waits they match, and marks them compared — in one transaction
 /// and a fixed number of statements, whatever the number of events and waits. Returns
-/// how many events it took and whether it ended any wait.
-pub(crate) async fn match_pending(rt: &Runtime) -> Result<(usize, bool), DbErr> {
+/// how many events it took and what ending waits did.
+pub(crate) async fn match_pending(rt: &Runtime) -> Result<(usize, Ended), DbErr> {
     // A plain read first: most passes find nothing, and need no write lock for that.
     let any = awaited_event::Entity::find()
         .filter(Expr::cust("pending"))
@@ -249,7 +314,7 @@ pub(crate) async fn match_pending(rt: &Runtime) -> Result<(usize, bool), DbErr> 
         .one(&rt.db)
         .await?;
     if any.is_none() {
-        return Ok((0, false));
+        return Ok((0, Ended::default()));
     }
     let now = rt.clock.now_ms();
     let txn = begin(rt).await?;
@@ -264,7 +329,7 @@ pub(crate) async fn match_pending(rt: &Runtime) -> Result<(usize, bool), DbErr> 
     let pending = pending.all(&txn).await?;
     if pending.is_empty() {
         txn.rollback().await?;
-        return Ok((0, false));
+        return Ok((0, Ended::default()));
     }
     let ids: Vec<String> = pending.iter().map(|a| a.event_id.clone()).collect();
     let events: Vec<Event> = event::Entity::find()
@@ -303,7 +368,7 @@ pub(crate) async fn match_pending(rt: &Runtime) -> Result<(usize, bool), DbErr> 
         .all(&txn)
         .await?;
     let ended = if open.is_empty() {
-        Vec::new()
+        Ended::default()
     } else {
         let runs: Vec<String> = open.iter().map(|w| w.run_id.clone()).collect();
         let with_condition: Vec<String> = open
@@ -346,22 +411,33 @@ pub(crate) async fn match_pending(rt: &Runtime) -> Result<(usize, bool), DbErr> 
         .filter(awaited_event::Column::EventId.is_in(ids))
         .exec(&txn)
         .await?;
-    if !ended.is_empty() {
+    if !ended.woken.is_empty() {
         notify::wake_on_commit(&txn).await?;
     }
     txn.commit().await?;
-    Ok((pending.len(), !ended.is_empty()))
+    Ok((pending.len(), ended))
+}
+
+/// What ending waits did.
+#[derive(Default)]
+pub(crate) struct Ended {
+    /// The runs made due now: their step's wait ended.
+    pub woken: Vec<String>,
+    /// The runs cancelled by an event (`Function::cancel_on`).
+    pub cancelled: Vec<RunUpdate>,
 }
 
 /// Ends each wait with its event, unless it has ended meanwhile (one guarded UPDATE for
-/// all), and makes the runs of those it ended due now. Returns their run ids.
-async fn end_all<C: ConnectionTrait>(
+/// all); makes the runs of the step waits it ended due now (one UPDATE), and cancels the
+/// runs of the cancel waits it ended.
+async fn end_all<C: ConnectionTrait + TransactionTrait>(
     conn: &C,
     ends: &[(&wait::Model, &str)],
     now: i64,
-) -> Result<Vec<String>, DbErr> {
+) -> Result<Ended, DbErr> {
+    let mut ended = Ended::default();
     if ends.is_empty() {
-        return Ok(Vec::new());
+        return Ok(ended);
     }
     let mut event_id = CaseStatement::new();
     let mut which = Condition::any();
@@ -380,17 +456,30 @@ async fn end_all<C: ConnectionTrait>(
         .value(wait::Column::EndedAt, now)
         .cond_where(which)
         .and_where(Expr::col(wait::Column::Status).eq(OPEN))
-        .returning_col(wait::Column::RunId);
-    let runs: Vec<String> = conn
-        .query_all(&update)
-        .await?
-        .iter()
-        .map(|row| row.try_get("", "run_id"))
-        .collect::<Result<_, _>>()?;
-    if !runs.is_empty() {
-        wake_runs(conn, runs.clone(), now).await?;
+        .returning(ReturningClause::Columns(vec![
+            wait::Column::RunId.into_column_ref(),
+            wait::Column::StepId.into_column_ref(),
+            wait::Column::EventId.into_column_ref(),
+        ]));
+    let mut cancelling = Vec::new();
+    for row in conn.query_all(&update).await? {
+        let run_id: String = row.try_get("", "run_id")?;
+        if is_cancel_wait(&row.try_get::<String>("", "step_id")?) {
+            cancelling.push((run_id, row.try_get::<String>("", "event_id")?));
+        } else {
+            ended.woken.push(run_id);
+        }
     }
-    Ok(runs)
+    if !ended.woken.is_empty() {
+        wake_runs(conn, ended.woken.clone(), now).await?;
+    }
+    for (run_id, event_id) in cancelling {
+        let by = format!("event {event_id}");
+        if let Some(update) = super::control::cancel(conn, &run_id, Some(&by), now).await? {
+            ended.cancelled.push(update);
+        }
+    }
+    Ok(ended)
 }
 
 /// After `wait` was committed with its run parked: ends it with the oldest awaited event
