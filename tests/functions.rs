@@ -366,3 +366,83 @@ async fn a_cancel_rule_is_checked_when_the_engine_is_built() {
     assert!(build(WaitFor::event("not a name", hour)).contains("not a valid event name"));
     assert_eq!(build(WaitFor::event(CANCELLED, hour)), "");
 }
+
+#[tokio::test]
+async fn runs_are_held_to_their_limits_on_steps_and_output_with_clear_errors() {
+    let t = test_db().await;
+    let big = "x".repeat(300);
+    let engine = Engine::builder(t.db.clone())
+        .function(
+            Function::new("many-steps", |ctx| async move {
+                for i in 0..10 {
+                    ctx.step.run(&format!("step {i}"), || async { Ok(i) }).await?;
+                }
+                Ok(())
+            })
+            .trigger("test/limits"),
+        )
+        .function(
+            Function::new("big-step", move |ctx| {
+                let big = big.clone();
+                async move {
+                    let caught = ctx.step.run("too big", || async { Ok(big) }).await;
+                    Ok(caught.err().map(|e| e.message().to_string()))
+                }
+            })
+            .trigger("test/limits"),
+        )
+        .function(
+            Function::new("big-output", |_ctx| async move { Ok("y".repeat(300)) })
+                .trigger("test/limits"),
+        )
+        .config(nodebase::engine::EngineConfig {
+            max_steps: 5,
+            max_output_bytes: 200,
+            ..fast()
+        })
+        .build()
+        .unwrap();
+    let mut updates = Updates::new(engine.subscribe());
+    let workers = engine.start();
+    let receipt = engine
+        .send(&t.db, NewEvent::new("test/limits", json!({})))
+        .await
+        .unwrap();
+    let mut by_function = std::collections::HashMap::new();
+    for id in &receipt.run_ids {
+        by_function.insert(run_row(&t.db, id).await.function_id, id.clone());
+    }
+    let many = &by_function["many-steps"];
+    wait_for(&mut updates, many, RunStatus::Failed).await;
+    let error = run_row(&t.db, many).await.error.unwrap();
+    assert!(error.contains("\"step 5\"") && error.contains("at most 5 steps"), "{error}");
+    assert_eq!(common::steps_of(&t.db, many).await.len(), 5);
+
+    let step = &by_function["big-step"];
+    wait_for(&mut updates, step, RunStatus::Completed).await;
+    let output = run_row(&t.db, step).await.output.unwrap();
+    assert!(output.contains("the output is 302 bytes of JSON; the limit is 200"), "{output}");
+
+    let run = &by_function["big-output"];
+    wait_for(&mut updates, run, RunStatus::Failed).await;
+    let error = run_row(&t.db, run).await.error.unwrap();
+    assert!(error.contains("the output is 302 bytes"), "{error}");
+    workers.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_event_may_carry_3_mib_by_default() {
+    let t = test_db().await;
+    let engine = Engine::builder(t.db.clone()).build().unwrap();
+    let payload = |bytes: usize| json!({ "blob": "z".repeat(bytes - 11) }); // {"blob":"…"}
+    let limit = 3 * 1024 * 1024;
+    engine
+        .send(&t.db, NewEvent::new("test/big", payload(limit)))
+        .await
+        .unwrap();
+    let err = engine
+        .send(&t.db, NewEvent::new("test/big", payload(limit + 1)))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("the limit is 3145728"), "{err}");
+}

@@ -19,7 +19,7 @@ use super::notifier::{publish, Relay};
 use super::progress::{RunRef, Transition, Write};
 use super::retry::{decide, Decision};
 use super::runtime::Runtime;
-use super::step::{Step, TheRun};
+use super::step::{check_output_size, Step, TheRun};
 use super::store;
 use super::store::claim::Saved;
 
@@ -150,9 +150,14 @@ pub(crate) async fn execute(
     let failure = match outcome {
         Some(Ok(Ok(output))) => {
             let output = serde_json::to_string(&output).unwrap_or_else(|_| "null".into());
-            completer
-                .commit(write(Transition::Completed { output }))
-                .await;
+            let transition = match check_output_size(output.len(), rt.config.max_output_bytes) {
+                Ok(()) => Transition::Completed { output },
+                Err(err) => Transition::Failed {
+                    error: storable(err.message()),
+                    attempts: None,
+                },
+            };
+            completer.commit(write(transition)).await;
             return;
         }
         None => return, // parked or no longer ours: already recorded

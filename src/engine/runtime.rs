@@ -26,8 +26,13 @@ pub struct EngineConfig {
     pub batch: usize,
     /// The delay before a failed step or run is tried again.
     pub backoff: Backoff,
-    /// Largest accepted event payload, in bytes of JSON.
+    /// Largest accepted event payload, in bytes of JSON (3 MiB, as Inngest's).
     pub max_event_bytes: usize,
+    /// Largest output of a step or a run, in bytes of JSON (4 MiB): a larger one fails
+    /// its step (or run) for good.
+    pub max_output_bytes: usize,
+    /// Most steps one run may use (1,000): the next one fails for good.
+    pub max_steps: usize,
     /// How long shutdown waits for in-flight runs before handing them back.
     pub shutdown_grace: Duration,
     /// Finished runs (and then their events) older than this are deleted; `None` keeps
@@ -54,7 +59,9 @@ impl Default for EngineConfig {
             poll: Duration::from_secs(5),
             batch: 64,
             backoff: Backoff::default(),
-            max_event_bytes: 512 * 1024,
+            max_event_bytes: 3 * 1024 * 1024,
+            max_output_bytes: 4 * 1024 * 1024,
+            max_steps: 1000,
             shutdown_grace: Duration::from_secs(10),
             retention: Some(Duration::from_secs(30 * 24 * 3600)),
             prune_every: Duration::from_secs(3600),

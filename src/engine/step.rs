@@ -282,9 +282,14 @@ impl Step {
             ended_at: Some(now),
             wake_at: None,
         };
+        let max_output = self.run.rt.config.max_output_bytes;
+        let result = result.and_then(|value| {
+            let output = serde_json::to_string(&value)?;
+            check_output_size(output.len(), max_output)?;
+            Ok((value, output))
+        });
         match result {
-            Ok(value) => {
-                let output = serde_json::to_string(&value)?;
+            Ok((value, output)) => {
                 row.output = Some(output);
                 row.errors = serde_json::to_string(&errors)?;
                 self.commit_and_go_on(row);
@@ -846,6 +851,12 @@ impl Step {
     fn meet(&self, id: &str) -> Result<Met, FnError> {
         check_step_id(id)?;
         let mut state = lock(&self.run.state);
+        let max_steps = self.run.rt.config.max_steps;
+        if usize::try_from(state.met).unwrap_or(0) >= max_steps {
+            return Err(FnError::non_retriable(format!(
+                "step {id:?}: a run may use at most {max_steps} steps (EngineConfig::max_steps)"
+            )));
+        }
         let calls = state.calls.entry(id.to_string()).or_insert(0);
         let mut n = *calls;
         *calls += 1;
@@ -941,6 +952,16 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// A step id must be 1–256 characters without control characters (NUL among them,
 /// which PostgreSQL cannot store).
+/// Refuses an output (of a step or a run) larger than `max` bytes of JSON.
+pub(crate) fn check_output_size(len: usize, max: usize) -> Result<(), FnError> {
+    if len > max {
+        return Err(FnError::non_retriable(format!(
+            "the output is {len} bytes of JSON; the limit is {max} (EngineConfig::max_output_bytes)"
+        )));
+    }
+    Ok(())
+}
+
 fn check_step_id(id: &str) -> Result<(), FnError> {
     if id.is_empty() || id.chars().count() > MAX_STEP_ID || id.chars().any(char::is_control) {
         return Err(FnError::non_retriable(format!(

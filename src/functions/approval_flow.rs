@@ -9,6 +9,8 @@ use crate::engine::{Function, WaitFor};
 
 pub const REQUESTED: &str = "demo/approval.requested";
 pub const DECIDED: &str = "demo/approval.decided";
+/// Withdrawing the request cancels its run, whatever it is doing.
+pub const WITHDRAWN: &str = "demo/approval.withdrawn";
 
 /// How long a request waits for its decision.
 pub const DECISION_WINDOW: Duration = Duration::from_secs(3600);
@@ -27,7 +29,8 @@ pub fn function() -> Function {
             None => json!({ "approved": null, "timed_out": true }),
         })
     })
-    .describe("Waits up to 1 hour for demo/approval.decided with the same data.request_id; returns its data.approved.")
+    .describe("Waits up to 1 hour for demo/approval.decided with the same data.request_id; returns its data.approved. demo/approval.withdrawn cancels it.")
+    .cancel_on(WaitFor::event(WITHDRAWN, DECISION_WINDOW).matching("data.request_id"))
     .trigger(REQUESTED)
     .waits_for(DECIDED)
 }
