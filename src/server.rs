@@ -116,12 +116,13 @@ pub fn build_engine(
     db: &sea_orm::DatabaseConnection,
     config: &Config,
 ) -> Result<Engine, StartError> {
-    let mut builder = Engine::builder(db.clone()).config(EngineConfig {
-        workers: config.workers,
-        retention: config.retention,
-        ..EngineConfig::default()
-    })
-    .state(db.clone());
+    let mut builder = Engine::builder(db.clone())
+        .config(EngineConfig {
+            workers: config.workers,
+            retention: config.retention,
+            ..EngineConfig::default()
+        })
+        .state(db.clone());
     for function in crate::functions::all() {
         builder = builder.function(function);
     }

@@ -58,18 +58,15 @@ async fn a_run_that_fails_for_good_starts_its_failure_handler_once_for_the_same_
         .unwrap();
     let handler_id = failure_handler_id("always-fails");
     assert!(
-        engine.functions().iter().any(|f| f.id() == handler_id
-            && f.handles_failures_of() == Some("always-fails")),
+        engine
+            .functions()
+            .iter()
+            .any(|f| f.id() == handler_id && f.handles_failures_of() == Some("always-fails")),
         "the handler is a function of its own"
     );
     let mut updates = Updates::new(engine.subscribe());
     let workers = engine.start();
-    let send = |data: Value| {
-        engine.send(
-            &t.db,
-            NewEvent::new("test/fails", data).for_user("u1"),
-        )
-    };
+    let send = |data: Value| engine.send(&t.db, NewEvent::new("test/fails", data).for_user("u1"));
     let ok = send(json!({ "ok": true })).await.unwrap().run_ids[0].clone();
     let failed = send(json!({ "order": 7 })).await.unwrap().run_ids[0].clone();
     wait_for(&mut updates, &ok, RunStatus::Completed).await;
@@ -77,12 +74,16 @@ async fn a_run_that_fails_for_good_starts_its_failure_handler_once_for_the_same_
 
     // The handler's run was started in the commit that failed the run.
     let handlers = runs_of(&t.db, &handler_id).await;
-    assert_eq!(handlers.len(), 1, "one handler run, and none for the run that succeeded");
+    assert_eq!(
+        handlers.len(),
+        1,
+        "one handler run, and none for the run that succeeded"
+    );
     let handler = &handlers[0];
     assert_eq!(handler.user_id.as_deref(), Some("u1"));
     wait_for(&mut updates, &handler.id, RunStatus::Completed).await;
-    let output: Value = serde_json::from_str(&run_row(&t.db, &handler.id).await.output.unwrap())
-        .unwrap();
+    let output: Value =
+        serde_json::from_str(&run_row(&t.db, &handler.id).await.output.unwrap()).unwrap();
     assert_eq!(output["run_id"], json!(failed));
     assert_eq!(output["function_id"], json!("always-fails"));
     assert_eq!(output["event_data"], json!({ "order": 7 }));
@@ -162,12 +163,15 @@ async fn typed_functions_read_their_data_and_fail_clearly_on_data_that_does_not_
     let mut updates = Updates::new(engine.subscribe());
     let workers = engine.start();
     let send = |data: Value| engine.send(&t.db, NewEvent::new("test/order", data));
-    let good = send(json!({ "id": 4, "items": ["a", "b"] })).await.unwrap().run_ids[0].clone();
+    let good = send(json!({ "id": 4, "items": ["a", "b"] }))
+        .await
+        .unwrap()
+        .run_ids[0]
+        .clone();
     let bad = send(json!({ "id": "four" })).await.unwrap().run_ids[0].clone();
     wait_for(&mut updates, &good, RunStatus::Completed).await;
     wait_for(&mut updates, &bad, RunStatus::Failed).await;
-    let output: Value =
-        serde_json::from_str(&run_row(&t.db, &good).await.output.unwrap()).unwrap();
+    let output: Value = serde_json::from_str(&run_row(&t.db, &good).await.output.unwrap()).unwrap();
     assert_eq!(output, json!({ "order": 4, "count": 2 }));
     let bad = run_row(&t.db, &bad).await;
     let error = bad.error.unwrap();
@@ -233,7 +237,10 @@ async fn handlers_share_the_state_the_engine_was_given() {
         Some("\"hello Ada\"")
     );
     let error = run_row(&t.db, &missing).await.error.unwrap();
-    assert!(error.contains("no state of type alloc::string::String"), "{error}");
+    assert!(
+        error.contains("no state of type alloc::string::String"),
+        "{error}"
+    );
     workers.shutdown().await;
 }
 
@@ -266,7 +273,9 @@ fn order_flow() -> Function {
     Function::new("order-flow", |ctx| async move {
         if ctx.event.data["stuck"] == json!(true) {
             ctx.step
-                .run("work forever", || std::future::pending::<Result<(), FnError>>())
+                .run("work forever", || {
+                    std::future::pending::<Result<(), FnError>>()
+                })
                 .await?;
         }
         ctx.step.sleep("a day", Duration::from_secs(86_400)).await?;
@@ -360,7 +369,9 @@ async fn a_cancel_rule_is_checked_when_the_engine_is_built() {
             .unwrap_or_default()
     };
     let hour = Duration::from_secs(3600);
-    assert!(build(WaitFor::event(CANCELLED, hour).when("async.data.x >")).contains("not valid CEL"));
+    assert!(
+        build(WaitFor::event(CANCELLED, hour).when("async.data.x >")).contains("not valid CEL")
+    );
     assert!(build(WaitFor::event(CANCELLED, hour).lookback(hour)).contains("cannot look back"));
     assert!(build(WaitFor::event(CANCELLED, Duration::ZERO)).contains("timeout"));
     assert!(build(WaitFor::event("not a name", hour)).contains("not a valid event name"));
@@ -375,7 +386,9 @@ async fn runs_are_held_to_their_limits_on_steps_and_output_with_clear_errors() {
         .function(
             Function::new("many-steps", |ctx| async move {
                 for i in 0..10 {
-                    ctx.step.run(&format!("step {i}"), || async { Ok(i) }).await?;
+                    ctx.step
+                        .run(&format!("step {i}"), || async { Ok(i) })
+                        .await?;
                 }
                 Ok(())
             })
@@ -415,13 +428,19 @@ async fn runs_are_held_to_their_limits_on_steps_and_output_with_clear_errors() {
     let many = &by_function["many-steps"];
     wait_for(&mut updates, many, RunStatus::Failed).await;
     let error = run_row(&t.db, many).await.error.unwrap();
-    assert!(error.contains("\"step 5\"") && error.contains("at most 5 steps"), "{error}");
+    assert!(
+        error.contains("\"step 5\"") && error.contains("at most 5 steps"),
+        "{error}"
+    );
     assert_eq!(common::steps_of(&t.db, many).await.len(), 5);
 
     let step = &by_function["big-step"];
     wait_for(&mut updates, step, RunStatus::Completed).await;
     let output = run_row(&t.db, step).await.output.unwrap();
-    assert!(output.contains("the output is 302 bytes of JSON; the limit is 200"), "{output}");
+    assert!(
+        output.contains("the output is 302 bytes of JSON; the limit is 200"),
+        "{output}"
+    );
 
     let run = &by_function["big-output"];
     wait_for(&mut updates, run, RunStatus::Failed).await;

@@ -249,7 +249,10 @@ async fn a_child_that_ends_while_its_parent_cannot_run_is_heard_by_the_parent_la
     let t = test_db().await;
     // A process whose child never ends: the parent starts its child and parks; the
     // process stops, handing the child back.
-    let stuck = Function::new("child-doubles", |_ctx| std::future::pending::<Result<serde_json::Value, FnError>>()).trigger("test/child");
+    let stuck = Function::new("child-doubles", |_ctx| {
+        std::future::pending::<Result<serde_json::Value, FnError>>()
+    })
+    .trigger("test/child");
     let first = Engine::builder(t.db.clone())
         .function(parent(json!({ "n": 5 })))
         .function(stuck)

@@ -91,3 +91,56 @@ test('parent-invokes-child returns the child\'s output, and the two run pages li
   await page.locator('a.invoked-by').click();
   await expect(page).toHaveURL(parentUrl);
 });
+
+test('a failing function\'s failure handler runs as its own run, linked both ways', async ({ page }) => {
+  const errors = watchConsole(page);
+  await signUp(page, newEmail('on-failure'));
+  await page.goto('/functions');
+  await hydrated(page);
+  const card = page.locator('article.function[data-function="fails-on-purpose"]');
+  await expect(card.locator('.on-failure')).toHaveText('fails-on-purpose-on-failure');
+  const handler = page.locator('article.function[data-function="fails-on-purpose-on-failure"]');
+  await expect(handler.locator('.handles')).toContainText('a run of fails-on-purpose fails');
+  await expect(handler.getByRole('button', { name: 'Invoke' })).toHaveCount(0);
+
+  await card.getByRole('button', { name: 'Invoke' }).click();
+  await card.getByRole('link', { name: /^run / }).click();
+  await hydrated(page);
+  const failedUrl = page.url();
+  await expect(page.locator('.run-header .status')).toHaveAttribute('data-status', 'failed', { timeout: 15_000 });
+  await expect(page.locator('.two-col')).toContainText('this function fails on purpose');
+  await page.locator('a.failure-handler').click();
+  await expect(page.locator('h1')).toHaveText('fails-on-purpose-on-failure');
+  await expect(page.locator('.run-header .status')).toHaveAttribute('data-status', 'completed', { timeout: 15_000 });
+  await expect(page.locator('.two-col')).toContainText('"error": "this function fails on purpose"');
+  await page.locator('a.failure-of').click();
+  await expect(page).toHaveURL(failedUrl);
+  expect(errors).toEqual([]);
+});
+
+test('withdrawing an approval request cancels its waiting run, which names the event', async ({ page, context }) => {
+  await signUp(page, newEmail('withdrawn'));
+  await page.goto('/functions');
+  await hydrated(page);
+  const card = page.locator('article.function[data-function="approval-flow"]');
+  await expect(card.locator('.cancelled-by')).toContainText('demo/approval.withdrawn (matching data.request_id)');
+  const requestId = `req-${Date.now()}`;
+  await card.getByLabel('Invoke with data (JSON)').fill(JSON.stringify({ request_id: requestId }));
+  await card.getByRole('button', { name: 'Invoke' }).click();
+  await card.getByRole('link', { name: /^run / }).click();
+  await hydrated(page);
+  await expect(page.locator('.run-header .status')).toHaveAttribute('data-status', 'sleeping', { timeout: 15_000 });
+
+  const events = await context.newPage();
+  await events.goto('/events');
+  await hydrated(events);
+  await events.getByLabel('Name').fill('demo/approval.withdrawn');
+  await events.getByLabel('Data (JSON)').fill(JSON.stringify({ request_id: requestId }));
+  await events.getByRole('button', { name: 'Send event' }).click();
+  await expect(events.locator('.toast').filter({ hasText: '이벤트 전송됨' })).toBeVisible();
+
+  await expect(page.locator('.run-header .status')).toHaveAttribute('data-status', 'cancelled', { timeout: 15_000 });
+  await expect(page.locator('dd.cancelled-by')).toContainText('by event ');
+  await page.locator('dd.cancelled-by a').click();
+  await expect(page.locator('li.event').first().locator('.event-name')).toHaveText('demo/approval.withdrawn');
+});

@@ -15,6 +15,8 @@ pub struct FunctionView {
     /// The events its waits may wait for.
     pub awaits: Vec<String>,
     pub retries: u32,
+    /// What cancels its runs: `event name` or `event name (matching data.x)`.
+    pub cancelled_by: Vec<String>,
     /// The function that runs when one of its runs fails.
     pub failure_handler: Option<String>,
     /// For a failure handler: the function whose failures it handles.
@@ -71,6 +73,7 @@ mod ssr {
                 triggers: f.triggers().to_vec(),
                 awaits: f.awaits().to_vec(),
                 retries: f.retry_limit(),
+                cancelled_by: f.cancels().iter().map(|rule| rule.to_string()).collect(),
                 failure_handler: f.failure_handler_id(),
                 handles_failures_of: f.handles_failures_of().map(str::to_string),
                 counts: counts

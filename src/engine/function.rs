@@ -289,7 +289,9 @@ impl Function {
 
     /// The id of the function that handles its failures, if it has one.
     pub fn failure_handler_id(&self) -> Option<String> {
-        self.on_failure.is_some().then(|| failure_handler_id(&self.id))
+        self.on_failure
+            .is_some()
+            .then(|| failure_handler_id(&self.id))
     }
 
     /// The function that runs `on_failure`'s handler, if it has one.
@@ -302,7 +304,10 @@ impl Function {
             timeouts: Timeouts::default(),
             awaits: Vec::new(),
             cancels: Vec::new(),
-            description: format!("Runs when a run of {} fails, with its event and error.", self.id),
+            description: format!(
+                "Runs when a run of {} fails, with its event and error.",
+                self.id
+            ),
             handler,
             on_failure: None,
             handles_failures_of: Some(self.id.clone()),

@@ -1053,6 +1053,24 @@ impl WaitFor {
     }
 }
 
+/// `name`, with what must match: `demo/x (matching data.id, when …)`.
+impl std::fmt::Display for WaitFor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.event)?;
+        let rules: Vec<String> = [
+            self.matching.as_ref().map(|m| format!("matching {m}")),
+            self.condition.as_ref().map(|c| format!("when {c}")),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if !rules.is_empty() {
+            write!(f, " ({})", rules.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
 fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }

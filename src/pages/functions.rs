@@ -59,6 +59,10 @@ fn FunctionCard(
                         <dd>{function.triggers.iter().map(|t| view! { <code class="trigger">{t.clone()}</code> " " }).collect_view()}</dd>
                     }.into_any(),
                 }}
+                {(!function.cancelled_by.is_empty()).then(|| view! {
+                    <dt>"Cancelled by"</dt>
+                    <dd class="cancelled-by">{function.cancelled_by.iter().map(|t| view! { <code class="trigger">{t.clone()}</code> " " }).collect_view()}</dd>
+                })}
                 {function.failure_handler.clone().map(|handler| view! {
                     <dt>"On failure"</dt>
                     <dd class="on-failure"><code>{handler}</code></dd>

@@ -118,7 +118,12 @@ fn RunView(
                 {(run.status == RunStatus::Cancelled).then(|| {
                     let by = detail.cancelled_by.clone().unwrap_or_else(|| "the API".into());
                     let at = run.ended_at.map(format_time).unwrap_or_default();
-                    view! { <dt>"Cancelled"</dt><dd class="cancelled-by">{format!("by {by} at {at}")}</dd> }
+                    // A cancel_on rule's cancel names the event that matched it.
+                    let who = match by.strip_prefix("event ") {
+                        Some(event) => view! { "by event " <A href=events_from(event)>{event.to_string()}</A> }.into_any(),
+                        None => view! { {format!("by {by}")} }.into_any(),
+                    };
+                    view! { <dt>"Cancelled"</dt><dd class="cancelled-by">{who}{format!(" at {at}")}</dd> }
                 })}
             </dl>
             <div class="actions">

@@ -309,7 +309,10 @@ pub(crate) async fn start_failure_handlers<C: ConnectionTrait + TransactionTrait
     if failed.is_empty() {
         return Ok(false);
     }
-    let mut event_ids: Vec<&str> = failed.iter().map(|(run, _)| run.event_id.as_str()).collect();
+    let mut event_ids: Vec<&str> = failed
+        .iter()
+        .map(|(run, _)| run.event_id.as_str())
+        .collect();
     event_ids.sort_unstable();
     event_ids.dedup();
     let events: std::collections::HashMap<String, event::Model> = event::Entity::find()

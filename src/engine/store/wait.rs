@@ -10,8 +10,7 @@
 use std::collections::HashSet;
 
 use sea_orm::sea_query::{
-    CaseStatement, Expr, ExprTrait, IntoColumnRef, LockBehavior, LockType, Query,
-    ReturningClause,
+    CaseStatement, Expr, ExprTrait, IntoColumnRef, LockBehavior, LockType, Query, ReturningClause,
 };
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter,
@@ -266,7 +265,10 @@ async fn end_with<C: ConnectionTrait + TransactionTrait>(
     if used.is_some() {
         return Ok(false);
     }
-    Ok(!end_all(conn, &[(wait, event_id)], now).await?.woken.is_empty())
+    Ok(!end_all(conn, &[(wait, event_id)], now)
+        .await?
+        .woken
+        .is_empty())
 }
 
 /// Makes parked runs due now (nothing for one not parked, or due already).
