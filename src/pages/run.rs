@@ -119,8 +119,8 @@ fn RunView(
                     let by = detail.cancelled_by.clone().unwrap_or_else(|| "the API".into());
                     let at = run.ended_at.map(format_time).unwrap_or_default();
                     // A cancel_on rule's cancel names the event that matched it.
-                    let who = match by.strip_prefix("event ") {
-                        Some(event) => view! { "by event " <A href=events_from(event)>{event.to_string()}</A> }.into_any(),
+                    let who = match by.strip_prefix("event ").map(str::to_string) {
+                        Some(event) => view! { "by event " <A href=events_from(&event)>{event.clone()}</A> }.into_any(),
                         None => view! { {format!("by {by}")} }.into_any(),
                     };
                     view! { <dt>"Cancelled"</dt><dd class="cancelled-by">{who}{format!(" at {at}")}</dd> }
