@@ -46,6 +46,13 @@ pub(crate) fn start(rt: Arc<Runtime>, registry: Arc<Registry>) -> Workers {
         tokio::spawn(maintenance::matcher(rt.clone(), stopped.clone())),
     ];
     housekeeping.extend(notifier::start(rt.clone(), stopped.clone()));
+    if !registry.schedules().is_empty() {
+        housekeeping.push(tokio::spawn(maintenance::scheduler(
+            rt.clone(),
+            registry.clone(),
+            stopped.clone(),
+        )));
+    }
     if let Some(retention) = rt.config.retention {
         housekeeping.push(tokio::spawn(maintenance::pruner(
             rt.clone(),

@@ -16,6 +16,11 @@ pub const FINISHED: &str = "nodebase/function.finished";
 /// `{"function_id", "run_id", "error", "event"}` (see `Failure`).
 pub const FAILED: &str = "nodebase/function.failed";
 
+/// The event of a cron tick (`Function::cron`): `{"cron", "time_zone", "tick", "tick_at"}`
+/// (`tick` in Unix ms, `tick_at` in RFC 3339 in the schedule's zone). It belongs to no
+/// user.
+pub const SCHEDULED: &str = "nodebase/scheduled.tick";
+
 /// Event names starting with this are the engine's own: only the engine sends them.
 pub const RESERVED_PREFIX: &str = "nodebase/";
 

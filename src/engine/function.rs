@@ -1,5 +1,6 @@
 //! Functions: what runs when an event arrives, defined in code with a builder.
 use std::any::{Any, TypeId};
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
@@ -10,8 +11,10 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::cron::Schedule;
 use super::error::{EngineError, FnError};
-use super::event::{validate_name, Event};
+use super::event::{validate_name, Event, NewEvent};
+use super::expr;
 use super::step::{Routes, Step, StepRules, WaitFor, MAX_WAIT};
 
 /// Retries a function gets unless it says otherwise (Inngest's default).
@@ -107,6 +110,10 @@ pub struct Function {
     awaits: Vec<String>,
     /// The events that cancel its runs.
     cancels: Vec<WaitFor>,
+    /// CEL filters on its triggers: trigger -> expression over `event`.
+    filters: HashMap<String, String>,
+    /// Cron schedules: (pattern, time zone).
+    schedules: Vec<(String, String)>,
     /// One line saying what it does, for dashboards.
     description: String,
     handler: Handler,
@@ -125,18 +132,29 @@ fn handler<F, Fut, O>(handler: F) -> Handler
 where
     F: Fn(Ctx) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<O, FnError>> + Send + 'static,
-    O: Serialize,
+    O: Serialize + 'static,
 {
     let handler = Arc::new(handler);
     Arc::new(move |ctx| {
         let run = handler(ctx);
         Box::pin(async move {
-            let output = run.await?;
-            serde_json::to_value(output).map_err(|e| {
+            into_value(run.await?).map_err(|e| {
                 FnError::non_retriable(format!("the output cannot be written as JSON: {e}"))
             })
         })
     })
+}
+
+/// A handler's output as JSON; a `Value` (the common case) is taken as it is, not copied.
+fn into_value<O: Serialize + 'static>(output: O) -> Result<Value, serde_json::Error> {
+    let output: Box<dyn Any> = Box::new(output);
+    match output.downcast::<Value>() {
+        Ok(value) => Ok(*value),
+        Err(other) => match other.downcast_ref::<O>() {
+            Some(output) => serde_json::to_value(output),
+            None => unreachable!("the box holds the handler's output"),
+        },
+    }
 }
 
 impl Function {
@@ -146,7 +164,7 @@ impl Function {
     where
         F: Fn(Ctx) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<O, FnError>> + Send + 'static,
-        O: Serialize,
+        O: Serialize + 'static,
     {
         Function {
             id: id.into(),
@@ -155,6 +173,8 @@ impl Function {
             timeouts: Timeouts::default(),
             awaits: Vec::new(),
             cancels: Vec::new(),
+            filters: HashMap::new(),
+            schedules: Vec::new(),
             description: String::new(),
             handler: self::handler(handler),
             on_failure: None,
@@ -190,20 +210,61 @@ impl Function {
     where
         F: Fn(Ctx) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<O, FnError>> + Send + 'static,
-        O: Serialize,
+        O: Serialize + 'static,
     {
         self.on_failure = Some(self::handler(handler));
         self
     }
 
     /// Runs the function for each event named `event_name` (once, however often the
-    /// same name is given).
+    /// same name is given). A name ending in `*` is a prefix: `app/*` triggers on
+    /// `app/user.signup` and every other `app/` event. An event that several of a
+    /// function's triggers match starts one run of it.
     pub fn trigger(mut self, event_name: impl Into<String>) -> Self {
         let name = event_name.into();
         if !self.triggers.contains(&name) {
             self.triggers.push(name);
         }
         self
+    }
+
+    /// Like [`Function::trigger`], for only the events for which the CEL `expression`
+    /// over `event` (`name`, `data`, `user_id`) is true: `"event.data.amount > 100"`.
+    /// Evaluated at the send; an event it cannot be evaluated for starts no run.
+    pub fn trigger_if(
+        mut self,
+        event_name: impl Into<String>,
+        expression: impl Into<String>,
+    ) -> Self {
+        let name = event_name.into();
+        self.filters.insert(name.clone(), expression.into());
+        self.trigger(name)
+    }
+
+    /// Runs the function at each tick of the cron `pattern` — five fields (minute, hour,
+    /// day of month, month, day of week), or six with seconds first — in UTC. Exactly one
+    /// run per tick, however many processes run workers. A tick missed while no process
+    /// ran is made up once, late, if it is at most `EngineConfig::cron_catch_up` old;
+    /// older missed ticks are skipped.
+    pub fn cron(self, pattern: impl Into<String>) -> Self {
+        self.cron_in(pattern, "UTC")
+    }
+
+    /// Like [`Function::cron`], in the time zone `time_zone` (an IANA name such as
+    /// `Asia/Seoul`; daylight-saving changes follow the zone's rules).
+    pub fn cron_in(mut self, pattern: impl Into<String>, time_zone: impl Into<String>) -> Self {
+        self.schedules.push((pattern.into(), time_zone.into()));
+        self
+    }
+
+    /// Its cron schedules: (pattern, time zone).
+    pub fn schedules(&self) -> &[(String, String)] {
+        &self.schedules
+    }
+
+    /// The CEL filter of one of its triggers, if it has one.
+    pub fn filter_of(&self, trigger: &str) -> Option<&str> {
+        self.filters.get(trigger).map(String::as_str)
     }
 
     /// Says in one line what it does (shown on the Functions page).
@@ -304,6 +365,8 @@ impl Function {
             timeouts: Timeouts::default(),
             awaits: Vec::new(),
             cancels: Vec::new(),
+            filters: HashMap::new(),
+            schedules: Vec::new(),
             description: format!(
                 "Runs when a run of {} fails, with its event and error.",
                 self.id
@@ -328,8 +391,8 @@ impl Function {
 }
 
 impl Routes for Registry {
-    fn triggered_by(&self, event_name: &str) -> &[String] {
-        Registry::triggered_by(self, event_name)
+    fn route(&self, event: &NewEvent) -> Cow<'_, [String]> {
+        Registry::route(self, event)
     }
 
     fn is_awaited(&self, event_name: &str) -> bool {
@@ -348,6 +411,12 @@ pub(crate) struct Registry {
     triggers: HashMap<String, Vec<String>>,
     /// The event names some function may wait for.
     awaited: HashSet<String>,
+    /// Prefix triggers (`app/*` as `app/`), with the function each starts.
+    prefixes: Vec<(String, String)>,
+    /// (function id, trigger) -> the trigger's CEL filter.
+    filters: HashMap<(String, String), String>,
+    /// The cron schedules, with the function each starts.
+    schedules: Vec<(String, Schedule)>,
     /// What every handler's `Ctx` shares.
     pub(crate) state: Arc<State>,
 }
@@ -359,8 +428,26 @@ impl Registry {
         let mut functions = HashMap::new();
         let mut triggers: HashMap<String, Vec<String>> = HashMap::new();
         let mut awaited = HashSet::new();
+        let mut prefixes = Vec::new();
+        let mut filters = HashMap::new();
+        let mut schedules = Vec::new();
         let handlers: Vec<Function> = list.iter().filter_map(Function::failure_handler).collect();
         for function in list.into_iter().chain(handlers) {
+            for (pattern, tz) in function.schedules() {
+                schedules.push((function.id().to_string(), Schedule::parse(pattern, tz)?));
+            }
+            for (trigger, expression) in &function.filters {
+                expr::check(expression).map_err(|e| {
+                    EngineError::InvalidFunction(format!(
+                        "function {:?}: the filter {expression:?} of trigger {trigger:?} is not valid CEL: {e}",
+                        function.id()
+                    ))
+                })?;
+                filters.insert(
+                    (function.id().to_string(), trigger.clone()),
+                    expression.clone(),
+                );
+            }
             for name in function.awaits() {
                 validate_name(name)?;
                 awaited.insert(name.clone());
@@ -369,18 +456,38 @@ impl Registry {
                 check_cancel_rule(function.id(), rule)?;
                 awaited.insert(rule.event.clone());
             }
-            if function.triggers().is_empty() && function.handles_failures_of.is_none() {
+            if function.triggers().is_empty()
+                && function.schedules().is_empty()
+                && function.handles_failures_of.is_none()
+            {
                 return Err(EngineError::InvalidFunction(format!(
                     "function {:?} has no trigger",
                     function.id()
                 )));
             }
             for trigger in function.triggers() {
-                validate_name(trigger)?;
-                triggers
-                    .entry(trigger.clone())
-                    .or_default()
-                    .push(function.id().to_string());
+                match trigger.strip_suffix('*') {
+                    Some(prefix) => {
+                        // The prefix must be the start of a valid name, and not empty.
+                        let invalid = || {
+                            EngineError::InvalidEvent(format!(
+                                "{trigger:?} is not a valid trigger: a prefix of letters, digits and ._-/: then one *, like \"app/*\""
+                            ))
+                        };
+                        if prefix.is_empty() {
+                            return Err(invalid());
+                        }
+                        validate_name(&format!("{prefix}x")).map_err(|_| invalid())?;
+                        prefixes.push((prefix.to_string(), function.id().to_string()));
+                    }
+                    None => {
+                        validate_name(trigger)?;
+                        triggers
+                            .entry(trigger.clone())
+                            .or_default()
+                            .push(function.id().to_string());
+                    }
+                }
             }
             let id = function.id().to_string();
             if functions.insert(id.clone(), function).is_some() {
@@ -393,6 +500,9 @@ impl Registry {
             functions,
             triggers,
             awaited,
+            prefixes,
+            filters,
+            schedules,
             state: Arc::new(state),
         })
     }
@@ -402,9 +512,43 @@ impl Registry {
         self.functions.get(id)
     }
 
-    /// The ids of the functions an event named `event_name` triggers.
-    pub(crate) fn triggered_by(&self, event_name: &str) -> &[String] {
-        self.triggers.get(event_name).map_or(&[], Vec::as_slice)
+    /// The ids of the functions `event` starts a run of: those with its name as a
+    /// trigger, or a prefix of it, whose filter (if any) holds — each once.
+    pub(crate) fn route(&self, event: &NewEvent) -> Cow<'_, [String]> {
+        let exact = self
+            .triggers
+            .get(&event.name)
+            .map_or(&[][..], Vec::as_slice);
+        let prefixed = self
+            .prefixes
+            .iter()
+            .filter(|(prefix, _)| event.name.starts_with(prefix.as_str()));
+        if self.filters.is_empty() && self.prefixes.is_empty() {
+            return Cow::Borrowed(exact);
+        }
+        let candidates = exact
+            .iter()
+            .map(|id| (id, event.name.clone()))
+            .chain(prefixed.map(|(prefix, id)| (id, format!("{prefix}*"))));
+        let mut ids: Vec<String> = Vec::new();
+        for (id, trigger) in candidates {
+            if ids.contains(id) {
+                continue;
+            }
+            let passes = match self.filters.get(&(id.clone(), trigger)) {
+                None => true,
+                Some(expression) => filter_holds(expression, event),
+            };
+            if passes {
+                ids.push(id.clone());
+            }
+        }
+        Cow::Owned(ids)
+    }
+
+    /// The cron schedules, with the id of the function each starts.
+    pub(crate) fn schedules(&self) -> &[(String, Schedule)] {
+        &self.schedules
     }
 
     /// Each function's cancel rules, for the functions that have any.
@@ -455,8 +599,21 @@ fn check_cancel_rule(function_id: &str, rule: &WaitFor) -> Result<(), EngineErro
         return Err(invalid("a cancellation cannot look back".into()));
     }
     if let Some(condition) = &rule.condition {
-        super::store::wait::check_condition(condition)
+        expr::check(condition)
             .map_err(|e| invalid(format!("{condition:?} is not valid CEL: {e}")))?;
     }
     Ok(())
+}
+
+/// Whether a trigger's filter holds for `event`; one that cannot be evaluated does not.
+fn filter_holds(expression: &str, event: &NewEvent) -> bool {
+    let seen = serde_json::json!({
+        "name": event.name,
+        "data": event.data,
+        "user_id": event.user_id,
+    });
+    expr::holds(expression, vec![("event", seen)]).unwrap_or_else(|err| {
+        tracing::debug!(event = %event.name, error = %err, "a trigger's filter could not be evaluated");
+        false
+    })
 }

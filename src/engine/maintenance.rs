@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use super::function::Registry;
 use super::notifier::{publish, Relay};
 use super::runtime::Runtime;
 use super::store;
@@ -89,6 +90,59 @@ pub(crate) async fn matcher(rt: Arc<Runtime>, mut stopped: watch::Receiver<bool>
             _ = stopped.changed() => return,
         }
     }
+}
+
+/// Sends each cron schedule's ticks as they come (`store::send::send_tick`: one event
+/// and one run per tick, whichever processes send it). A tick at most
+/// `EngineConfig::cron_catch_up` old when this starts, or when the database comes back,
+/// is sent late; older ones are skipped.
+pub(crate) async fn scheduler(
+    rt: Arc<Runtime>,
+    registry: Arc<Registry>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let schedules = registry.schedules();
+    let catch_up = millis(rt.config.cron_catch_up);
+    let poll = millis(rt.config.poll);
+    // The latest tick of each schedule that is sent (by this process or another).
+    let start = rt.clock.now_ms();
+    let mut sent = vec![start.saturating_sub(catch_up).saturating_sub(1); schedules.len()];
+    loop {
+        let now = rt.clock.now_ms();
+        let mut next_at = now.saturating_add(poll);
+        for ((function_id, schedule), sent) in schedules.iter().zip(sent.iter_mut()) {
+            if let Some(tick) = schedule.latest(now).filter(|t| *t > *sent) {
+                if now - tick > catch_up {
+                    *sent = tick; // missed for too long: skipped
+                } else {
+                    match store::send::send_tick(&rt, function_id, schedule, tick).await {
+                        Ok(started) => {
+                            *sent = tick;
+                            if started {
+                                rt.wake.notify_one();
+                            }
+                        }
+                        Err(err) => {
+                            tracing::warn!(function = %function_id, error = %err, "could not send a cron tick; trying again")
+                        }
+                    }
+                }
+            }
+            if let Some(next) = schedule.next(now) {
+                next_at = next_at.min(next);
+            }
+        }
+        // Never longer than the poll: an injected clock may jump.
+        let pause = (next_at - rt.clock.now_ms()).clamp(1, poll.max(1));
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(pause as u64)) => {}
+            _ = stopped.changed() => return,
+        }
+    }
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// Deletes finished runs past the retention age, now and then.

@@ -19,11 +19,13 @@
 //! The map of its parts, and of one run's path through them, is `src/engine/README.md`.
 mod clock;
 mod completer;
+mod cron;
 mod dispatcher;
 pub mod entities;
 mod error;
 mod event;
 mod executor;
+mod expr;
 mod function;
 mod maintenance;
 mod notifier;
@@ -35,9 +37,12 @@ mod store;
 
 pub use crate::domain::{RunStatus, StepKind, StepStatus};
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use cron::Schedule;
 pub use dispatcher::Workers;
 pub use error::{EngineError, FnError};
-pub use event::{Event, NewEvent, SendReceipt, FAILED, FINISHED, INVOKED, RESERVED_PREFIX};
+pub use event::{
+    Event, NewEvent, SendReceipt, FAILED, FINISHED, INVOKED, RESERVED_PREFIX, SCHEDULED,
+};
 pub use function::{failure_handler_id, Ctx, Failure, Function, Timeouts};
 pub use progress::RunUpdate;
 pub use retry::Backoff;
@@ -159,7 +164,7 @@ impl Engine {
             &self.rt,
             conn,
             prepared,
-            |p| registry.triggered_by(&p.event.name),
+            |p| registry.route(&p.event),
             |name| registry.is_awaited(name),
         )
         .await?;
@@ -191,7 +196,7 @@ impl Engine {
         let prepared = event::prepare(vec![event], self.rt.config.max_event_bytes)?;
         let awaited = self.registry.is_awaited(&prepared[0].event.name);
         let mut receipts =
-            store::send::send_many(&self.rt, conn, prepared, |_| target.as_slice(), |_| awaited)
+            store::send::send_many(&self.rt, conn, prepared, |_| target[..].into(), |_| awaited)
                 .await?;
         self.rt.wake.notify_one();
         if awaited {

@@ -33,6 +33,9 @@ pub struct EngineConfig {
     pub max_output_bytes: usize,
     /// Most steps one run may use (1,000): the next one fails for good.
     pub max_steps: usize,
+    /// A cron tick missed (no process ran, the database was down) by at most this long
+    /// is still run once, late; older missed ticks are skipped.
+    pub cron_catch_up: Duration,
     /// How long shutdown waits for in-flight runs before handing them back.
     pub shutdown_grace: Duration,
     /// Finished runs (and then their events) older than this are deleted; `None` keeps
@@ -62,6 +65,7 @@ impl Default for EngineConfig {
             max_event_bytes: 3 * 1024 * 1024,
             max_output_bytes: 4 * 1024 * 1024,
             max_steps: 1000,
+            cron_catch_up: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(10),
             retention: Some(Duration::from_secs(30 * 24 * 3600)),
             prune_every: Duration::from_secs(3600),

@@ -36,7 +36,7 @@ pub const MAX_SENT_EVENTS: usize = 1000;
 /// What steps need of the registry to send events: the functions an event name
 /// triggers, and whether some function waits for it.
 pub(crate) trait Routes: Send + Sync {
-    fn triggered_by(&self, event_name: &str) -> &[String];
+    fn route(&self, event: &NewEvent) -> std::borrow::Cow<'_, [String]>;
     fn is_awaited(&self, event_name: &str) -> bool;
     fn has_function(&self, function_id: &str) -> bool;
 }
@@ -384,7 +384,7 @@ impl Step {
             rt,
             &rt.db,
             prepared,
-            |p| routes.triggered_by(&p.event.name),
+            |p| routes.route(&p.event),
             |name| routes.is_awaited(name),
         )
         .await

@@ -1,5 +1,7 @@
 //! Recording events and one queued run per function each triggers, through the
 //! caller's connection or transaction.
+use std::borrow::Cow;
+
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, IntoActiveModel, QueryFilter,
@@ -8,9 +10,12 @@ use sea_orm::{
 
 use super::notify;
 use crate::domain::RunStatus;
+use crate::engine::cron::{tick_key, Schedule};
 use crate::engine::entities::{awaited_event, event, run, wait};
 use crate::engine::error::EngineError;
-use crate::engine::event::{new_id, prepare, Event, NewEvent, Prepared, SendReceipt, FAILED};
+use crate::engine::event::{
+    new_id, prepare, Event, NewEvent, Prepared, SendReceipt, FAILED, SCHEDULED,
+};
 use crate::engine::function::Failure;
 use crate::engine::progress::RunRef;
 use crate::engine::runtime::Runtime;
@@ -58,7 +63,7 @@ pub(crate) async fn send_many<'a, C: ConnectionTrait + TransactionTrait>(
     rt: &Runtime,
     conn: &C,
     prepared: Vec<Prepared>,
-    route: impl Fn(&Prepared) -> &'a [String],
+    route: impl Fn(&Prepared) -> Cow<'a, [String]>,
     awaited: impl Fn(&str) -> bool,
 ) -> Result<Vec<SendReceipt>, EngineError> {
     let now = rt.clock.now_ms();
@@ -67,7 +72,7 @@ pub(crate) async fn send_many<'a, C: ConnectionTrait + TransactionTrait>(
         .map(|p| {
             let functions = route(&p);
             let awaited = awaited(&p.event.name);
-            rows(rt, p, functions, awaited, now)
+            rows(rt, p, &functions, awaited, now)
         })
         .collect();
     let one_statement = conn.get_database_backend() == DbBackend::Postgres
@@ -355,12 +360,44 @@ pub(crate) async fn start_failure_handlers<C: ConnectionTrait + TransactionTrait
         p.event.data["function_id"]
             .as_str()
             .and_then(|f| rt.failure_handlers.get(f))
-            .map_or(&[][..], std::slice::from_ref)
+            .map_or(Cow::Borrowed(&[][..]), |id| {
+                Cow::Borrowed(std::slice::from_ref(id))
+            })
     };
     send_many(rt, conn, prepared, handler_of, |_| false)
         .await
         .map_err(|e| DbErr::Custom(e.to_string()))?;
     Ok(true)
+}
+
+/// Sends `function_id`'s tick at `tick` (a [`SCHEDULED`] event for no user, and one run)
+/// unless some process has: the tick's idempotency key keeps one. True if this call
+/// started the run.
+pub(crate) async fn send_tick(
+    rt: &Runtime,
+    function_id: &str,
+    schedule: &Schedule,
+    tick: i64,
+) -> Result<bool, EngineError> {
+    let data = serde_json::json!({
+        "cron": schedule.pattern(),
+        "time_zone": schedule.time_zone(),
+        "tick": tick,
+        "tick_at": schedule.format(tick),
+    });
+    let event = NewEvent::new(SCHEDULED, data).idempotency_key(tick_key(function_id, tick));
+    let prepared = prepare(vec![event], usize::MAX)?;
+    let target = [function_id.to_string()];
+    let receipt = send_many(
+        rt,
+        &rt.db,
+        prepared,
+        |_| Cow::Borrowed(&target[..]),
+        |_| false,
+    )
+    .await?
+    .pop();
+    Ok(receipt.is_some_and(|r| !r.duplicate))
 }
 
 /// An idempotency key as stored: scoped to the event's user, so that one user's key
@@ -405,10 +442,16 @@ pub(crate) async fn start_child(
 ) -> Result<String, EngineError> {
     let target = [function_id.to_string()];
     let txn = rt.db.begin().await?;
-    let receipt = send_many(rt, &txn, prepared, |_| target.as_slice(), |_| false)
-        .await?
-        .pop()
-        .ok_or_else(|| EngineError::Database("the invocation recorded nothing".into()))?;
+    let receipt = send_many(
+        rt,
+        &txn,
+        prepared,
+        |_| Cow::Borrowed(&target[..]),
+        |_| false,
+    )
+    .await?
+    .pop()
+    .ok_or_else(|| EngineError::Database("the invocation recorded nothing".into()))?;
     let child = receipt
         .run_ids
         .first()

@@ -22,6 +22,7 @@ use super::{begin, notify};
 use crate::domain::RunStatus;
 use crate::engine::entities::{awaited_event, event, run, wait};
 use crate::engine::event::{new_id, Event, FINISHED};
+use crate::engine::expr;
 use crate::engine::progress::RunUpdate;
 use crate::engine::runtime::Runtime;
 use crate::engine::step::WaitFor;
@@ -186,28 +187,18 @@ pub(crate) fn matches(wait: &wait::Model, waiting: Option<&Event>, new: &Event) 
     }
 }
 
-/// Checks that `expression` is CEL the evaluator accepts.
+/// Checks that a condition is CEL the evaluator accepts.
 pub(crate) fn check_condition(expression: &str) -> Result<(), String> {
-    cel::Program::compile(expression)
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+    expr::check(expression)
 }
 
 /// Evaluates a wait's CEL condition with `event` (the waiting run's event) and `async`
 /// (the new one), as Inngest's `if` does.
 fn condition_holds(expression: &str, waiting: &Event, new: &Event) -> Result<bool, String> {
-    let program = cel::Program::compile(expression).map_err(|e| e.to_string())?;
-    let mut context = cel::Context::default();
-    context
-        .add_variable("event", as_json(waiting))
-        .map_err(|e| e.to_string())?;
-    context
-        .add_variable("async", as_json(new))
-        .map_err(|e| e.to_string())?;
-    match program.execute(&context).map_err(|e| e.to_string())? {
-        cel::Value::Bool(b) => Ok(b),
-        other => Err(format!("the condition gave {other:?}, not a bool")),
-    }
+    expr::holds(
+        expression,
+        vec![("event", as_json(waiting)), ("async", as_json(new))],
+    )
 }
 
 /// The wait of `run_id`'s step `step_id`.
