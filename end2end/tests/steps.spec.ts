@@ -144,3 +144,13 @@ test('withdrawing an approval request cancels its waiting run, which names the e
   await page.locator('dd.cancelled-by a').click();
   await expect(page.locator('li.event').first().locator('.event-name')).toHaveText('demo/approval.withdrawn');
 });
+
+test('minutely-report shows its cron schedule and when it next ticks', async ({ page }) => {
+  await signUp(page, newEmail('cron'));
+  await page.goto('/functions');
+  await hydrated(page);
+  const card = page.locator('article.function[data-function="minutely-report"]');
+  await expect(card.locator('.schedule')).toContainText('* * * * * (UTC)');
+  await expect(card.locator('.schedule')).toContainText('next at');
+  await expect(card.locator('.last-tick')).toBeVisible();
+});

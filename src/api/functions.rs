@@ -17,6 +17,13 @@ pub struct FunctionView {
     pub retries: u32,
     /// What cancels its runs: `event name` or `event name (matching data.x)`.
     pub cancelled_by: Vec<String>,
+    /// Its cron schedules, as `<pattern> (<time zone>)`.
+    pub schedules: Vec<String>,
+    /// The next tick of its schedules (Unix ms).
+    pub next_tick: Option<i64>,
+    /// When its latest tick's run was queued, and its status (such runs belong to no
+    /// user: only this is shown).
+    pub last_tick: Option<(i64, RunStatus)>,
     /// The function that runs when one of its runs fails.
     pub failure_handler: Option<String>,
     /// For a failure handler: the function whose failures it handles.
@@ -63,11 +70,36 @@ mod ssr {
         user_id: &str,
     ) -> Result<Vec<FunctionView>, AppError> {
         let counts = inspect::counts_by_function(&state.db, user_id).await?;
+        let now = state.engine.now_ms();
+        let mut ticks = std::collections::HashMap::new();
+        for (function_id, _) in state.engine.schedules() {
+            if !ticks.contains_key(function_id) {
+                let last = inspect::latest_unowned_run(&state.db, function_id).await?;
+                ticks.insert(function_id.clone(), last);
+            }
+        }
+        let all_schedules = state.engine.schedules();
+        let schedules_of = |id: &str| -> Vec<&crate::engine::Schedule> {
+            all_schedules
+                .iter()
+                .filter(|(f, _)| f == id)
+                .map(|(_, s)| s)
+                .collect()
+        };
         Ok(state
             .engine
             .functions()
             .into_iter()
             .map(|f| FunctionView {
+                schedules: schedules_of(f.id())
+                    .iter()
+                    .map(|s| format!("{} ({})", s.pattern(), s.time_zone()))
+                    .collect(),
+                next_tick: schedules_of(f.id())
+                    .iter()
+                    .filter_map(|s| s.next(now))
+                    .min(),
+                last_tick: ticks.get(f.id()).copied().flatten(),
                 id: f.id().to_string(),
                 description: f.description().to_string(),
                 triggers: f.triggers().to_vec(),

@@ -267,6 +267,16 @@ impl Engine {
         self.registry.all()
     }
 
+    /// The cron schedules, with the id of the function each starts.
+    pub fn schedules(&self) -> &[(String, Schedule)] {
+        self.registry.schedules()
+    }
+
+    /// The engine's clock, in Unix milliseconds.
+    pub fn now_ms(&self) -> i64 {
+        self.rt.clock.now_ms()
+    }
+
     /// The database the engine works on.
     pub fn db(&self) -> &DatabaseConnection {
         &self.rt.db

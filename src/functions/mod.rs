@@ -4,6 +4,7 @@ pub mod fails_on_purpose;
 pub mod fan_out;
 pub mod flaky_with_fallback;
 pub mod hello_world;
+pub mod minutely_report;
 pub mod parent_invokes_child;
 
 use crate::engine::Function;
@@ -16,6 +17,7 @@ pub fn all() -> Vec<Function> {
         approval_flow::function(),
         flaky_with_fallback::function(),
         fails_on_purpose::function(),
+        minutely_report::function(),
         fan_out::function(),
         fan_out::item(),
         parent_invokes_child::parent(),

@@ -7,6 +7,7 @@ use crate::components::form_error::{action_error, FormError, LoadError};
 use crate::components::live::use_live_runs;
 use crate::components::nav::Nav;
 use crate::components::status::StatusBadge;
+use crate::components::time::format_time;
 use crate::domain::RunStatus;
 use crate::error::AppError;
 
@@ -55,10 +56,24 @@ fn FunctionCard(
                         <dd class="handles">"a run of " <code>{of}</code> " fails"</dd>
                     }.into_any(),
                     None => view! {
-                        <dt>"Triggers"</dt>
-                        <dd>{function.triggers.iter().map(|t| view! { <code class="trigger">{t.clone()}</code> " " }).collect_view()}</dd>
+                        {(!function.triggers.is_empty()).then(|| view! {
+                            <dt>"Triggers"</dt>
+                            <dd>{function.triggers.iter().map(|t| view! { <code class="trigger">{t.clone()}</code> " " }).collect_view()}</dd>
+                        })}
                     }.into_any(),
                 }}
+                {(!function.schedules.is_empty()).then(|| view! {
+                    <dt>"Schedule"</dt>
+                    <dd class="schedule">
+                        {function.schedules.iter().map(|s| view! { <code class="trigger">{s.clone()}</code> " " }).collect_view()}
+                        {function.next_tick.map(|t| view! { <span class="muted">{format!("· next at {}", format_time(t))}</span> })}
+                    </dd>
+                    <dt>"Last ran"</dt>
+                    <dd class="last-tick">{match function.last_tick {
+                        Some((at, status)) => view! { {format_time(at)} " " <StatusBadge status=status /> }.into_any(),
+                        None => view! { <span class="muted">"none yet"</span> }.into_any(),
+                    }}</dd>
+                })}
                 {(!function.cancelled_by.is_empty()).then(|| view! {
                     <dt>"Cancelled by"</dt>
                     <dd class="cancelled-by">{function.cancelled_by.iter().map(|t| view! { <code class="trigger">{t.clone()}</code> " " }).collect_view()}</dd>

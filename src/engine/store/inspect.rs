@@ -158,6 +158,24 @@ pub async fn counts_by_function(
         .collect()
 }
 
+/// When the latest run of `function_id` that belongs to no user (a cron tick's) was
+/// queued, and its status.
+pub async fn latest_unowned_run(
+    db: &impl ConnectionTrait,
+    function_id: &str,
+) -> Result<Option<(i64, RunStatus)>, DbErr> {
+    run::Entity::find()
+        .select_only()
+        .column(run::Column::CreatedAt)
+        .column(run::Column::Status)
+        .filter(run::Column::FunctionId.eq(function_id))
+        .filter(run::Column::UserId.is_null())
+        .order_by_desc(run::Column::CreatedAt)
+        .into_tuple()
+        .one(db)
+        .await
+}
+
 /// One run of the user's, with its event and its first `max_steps` steps in order.
 pub async fn run_detail(
     db: &impl ConnectionTrait,
