@@ -51,6 +51,10 @@ pub struct BenchArgs {
     /// `nodebase bench-worker` children); the latency is measured with this one only.
     #[arg(long, default_value_t = 1)]
     pub processes: usize,
+    /// Record metrics (the Prometheus recorder the server installs with
+    /// `NODEBASE_METRICS_ADDR`), to measure what they cost.
+    #[arg(long)]
+    pub metrics: bool,
 }
 
 /// Settings of a `bench-worker` child process.
@@ -110,7 +114,11 @@ pub async fn run(args: BenchArgs) -> Result<(), StartError> {
         counter.fetch_add(1, Ordering::Relaxed);
     });
     Migrator::up(&db, None).await?;
+    if args.metrics {
+        crate::metrics::install()?;
+    }
     println!("database: {}", describe(&url));
+    println!("metrics: {}", if args.metrics { "recorded" } else { "off" });
     println!(
         "processes: {}  workers per process: {}  batch: {}",
         args.processes, args.workers, args.batch

@@ -30,6 +30,9 @@ pub struct Config {
     /// `NODEBASE_RETENTION_DAYS`: finished runs and their events are deleted after this
     /// many days (default 30; 0 keeps them forever).
     pub retention: Option<Duration>,
+    /// `NODEBASE_METRICS_ADDR` (e.g. `127.0.0.1:9464`): serve Prometheus metrics at
+    /// `/metrics` on this address, apart from the app's port. Unset: no metrics.
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 impl Config {
@@ -68,6 +71,14 @@ impl Config {
             }
             _ => None,
         };
+        let metrics_addr = match std::env::var("NODEBASE_METRICS_ADDR") {
+            Ok(addr) if !addr.trim().is_empty() => Some(addr.trim().parse().map_err(|_| {
+                format!(
+                    "NODEBASE_METRICS_ADDR must be an address like 127.0.0.1:9464, got {addr:?}"
+                )
+            })?),
+            _ => None,
+        };
         let mut auth_limits = AuthLimits::default();
         if let Some(per_hour) = positive("NODEBASE_SIGN_UPS_PER_HOUR")? {
             auth_limits.sign_ups_per_client = Budget {
@@ -84,6 +95,7 @@ impl Config {
             limits.streams_per_user = streams as usize;
         }
         Ok(Config {
+            metrics_addr,
             client_ip_header,
             auth_limits,
             limits,

@@ -41,6 +41,7 @@ pub async fn stream(State(state): State<AppState>, headers: HeaderMap) -> Respon
     };
     let mut stopping = state.stopping.clone();
     let db = state.db.clone();
+    let client = crate::metrics::SseClient::open();
     let updates = notices(state.engine.subscribe(), user_id.clone()).take_until(async move {
         // The stream ends when the server stops, or once the session that opened it
         // has ended (signed out, expired, or the user gone): the browser's reconnect
@@ -59,6 +60,7 @@ pub async fn stream(State(state): State<AppState>, headers: HeaderMap) -> Respon
             _ = session_ended => {}
         }
         drop(slot);
+        drop(client);
     });
     Sse::new(updates)
         .keep_alive(KeepAlive::default())

@@ -59,6 +59,19 @@ pub async fn serve(role: Role) -> Result<(), StartError> {
         .map_err(|e| format!("migrations failed: {e}"))?;
 
     let engine = build_engine(&db, &config)?;
+    let metrics = match config.metrics_addr {
+        Some(addr) => {
+            let handle = crate::metrics::install()?;
+            let routes = crate::metrics::router(handle, engine.clone(), db.clone());
+            tokio::spawn(async move {
+                if let Err(err) = crate::metrics::serve(addr, routes).await {
+                    tracing::error!(error = %err, "metrics are not served");
+                }
+            });
+            true
+        }
+        None => false,
+    };
     if role == Role::Worker {
         let workers = engine.start();
         tracing::info!(
@@ -95,7 +108,11 @@ pub async fn serve(role: Role) -> Result<(), StartError> {
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     tracing::info!("listening on http://{addr}");
-    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let mut app = router(state);
+    if metrics {
+        app = app.layer(axum::middleware::from_fn(crate::metrics::track_http));
+    }
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown_signal().await;

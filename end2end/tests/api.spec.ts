@@ -85,3 +85,9 @@ test('an open live stream ends once its session does, and cannot be reopened', a
   });
   expect(closed).toBe(true);
 });
+
+test('the app\'s port serves no metrics', async ({ request }) => {
+  const response = await request.get('/metrics', { maxRedirects: 0 });
+  expect(response.status()).not.toBe(200);
+  expect(await response.text()).not.toContain('nodebase_');
+});

@@ -113,7 +113,10 @@ async fn flush(rt: &Arc<Runtime>, writes: Vec<Write>) {
         return;
     }
     let all: Vec<&Write> = writes.iter().collect();
-    let owned = match commit(rt, &all, 5).await {
+    let began = std::time::Instant::now();
+    let committed = commit(rt, &all, 5).await;
+    super::metrics::commit(all.len(), began.elapsed());
+    let owned = match committed {
         Ok(owned) => owned,
         Err(err) if all.iter().all(|w| w.run.run_id == all[0].run.run_id) => {
             give_up(rt, &all, &err).await;

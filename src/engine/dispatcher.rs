@@ -10,6 +10,7 @@ use super::completer::{self, Completer};
 use super::executor::execute;
 use super::function::Registry;
 use super::maintenance;
+use super::metrics;
 use super::notifier::{self, publish, Relay};
 use super::progress::RunRef;
 use super::runtime::Runtime;
@@ -160,6 +161,11 @@ async fn claim_and_spawn(
         return Ok(0);
     }
     let claimed = runs.len();
+    metrics::claim(claimed);
+    for (run, _) in runs.iter().filter(|(r, _)| r.claims == 1) {
+        let waited = run.started_at.unwrap_or(run.created_at) - run.created_at;
+        metrics::run_started(&run.function_id, waited);
+    }
     // A run claimed before has saved steps to replay; a first claim has none.
     let resumed: Vec<String> = runs
         .iter()

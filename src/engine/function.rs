@@ -399,6 +399,10 @@ impl Routes for Registry {
         Registry::is_awaited(self, event_name)
     }
 
+    fn knows(&self, event_name: &str) -> bool {
+        self.triggers.contains_key(event_name) || self.awaited.contains(event_name)
+    }
+
     fn has_function(&self, function_id: &str) -> bool {
         self.get(function_id).is_some()
     }

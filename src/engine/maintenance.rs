@@ -32,6 +32,7 @@ pub(crate) async fn rescuer(rt: Arc<Runtime>, mut stopped: watch::Receiver<bool>
         match store::control::rescue(&rt).await {
             Ok(updates) if !updates.is_empty() => {
                 tracing::info!(runs = updates.len(), "rescued runs whose lease lapsed");
+                super::metrics::rescued(updates.len());
                 publish(&rt, updates, Relay::Now(&rt.db)).await;
                 rt.wake.notify_one();
             }

@@ -28,6 +28,7 @@ mod executor;
 mod expr;
 mod function;
 mod maintenance;
+pub mod metrics;
 mod notifier;
 mod progress;
 mod retry;
@@ -159,6 +160,7 @@ impl Engine {
         }
         let prepared = event::prepare(events, self.rt.config.max_event_bytes)?;
         let registry = &self.registry;
+        metrics::events_received(&prepared, |name| step::Routes::knows(&**registry, name));
         let awaited = prepared.iter().any(|p| registry.is_awaited(&p.event.name));
         let receipts = store::send::send_many(
             &self.rt,
@@ -194,6 +196,7 @@ impl Engine {
         }
         let target = [function.id().to_string()];
         let prepared = event::prepare(vec![event], self.rt.config.max_event_bytes)?;
+        metrics::events_received(&prepared, |name| step::Routes::knows(&*self.registry, name));
         let awaited = self.registry.is_awaited(&prepared[0].event.name);
         let mut receipts =
             store::send::send_many(&self.rt, conn, prepared, |_| target[..].into(), |_| awaited)
@@ -270,6 +273,11 @@ impl Engine {
     /// The cron schedules, with the id of the function each starts.
     pub fn schedules(&self) -> &[(String, Schedule)] {
         self.registry.schedules()
+    }
+
+    /// The queued runs due now, by function: (function id, how many, earliest due time).
+    pub async fn queue(&self) -> Result<Vec<(String, i64, i64)>, EngineError> {
+        Ok(inspect::queue(&self.rt.db, self.rt.clock.now_ms()).await?)
     }
 
     /// The engine's clock, in Unix milliseconds.

@@ -32,6 +32,9 @@ pub(crate) async fn publish(rt: &Arc<Runtime>, updates: Vec<RunUpdate>, relay: R
         return;
     }
     for update in &updates {
+        if update.status.is_final() {
+            super::metrics::run_ended(&update.function_id, update.status);
+        }
         let _ = rt.updates.send(update.clone());
     }
     if !rt.postgres() {

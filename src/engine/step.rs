@@ -20,6 +20,7 @@ use super::completer::Completer;
 use super::entities::{step, wait};
 use super::error::{storable, FnError};
 use super::event::{not_reserved, prepare, Event, NewEvent, FINISHED, INVOKED};
+use super::metrics;
 use super::progress::{RunRef, Transition, Write};
 use super::retry::{decide, Decision};
 use super::runtime::Runtime;
@@ -38,6 +39,8 @@ pub const MAX_SENT_EVENTS: usize = 1000;
 pub(crate) trait Routes: Send + Sync {
     fn route(&self, event: &NewEvent) -> std::borrow::Cow<'_, [String]>;
     fn is_awaited(&self, event_name: &str) -> bool;
+    /// Whether some function triggers on or waits for exactly this name.
+    fn knows(&self, event_name: &str) -> bool;
     fn has_function(&self, function_id: &str) -> bool;
 }
 
@@ -256,6 +259,7 @@ impl Step {
             .unwrap_or_default();
 
         let attempt = f(format!("{}/{key}", self.run.run.run_id));
+        let began = std::time::Instant::now();
         let result = match timeout {
             None => attempt.await,
             Some(limit) => match tokio::time::timeout(limit, attempt).await {
@@ -266,6 +270,12 @@ impl Step {
                 ))),
             },
         };
+        metrics::step_attempt(
+            &self.run.run.function_id,
+            kind,
+            began.elapsed(),
+            result.is_err(),
+        );
         let now = clock.now_ms();
         let mut row = step::Model {
             run_id: self.run.run.run_id.clone(),
@@ -379,6 +389,7 @@ impl Step {
         let prepared = prepare(events, rt.config.max_event_bytes)
             .map_err(|e| FnError::non_retriable(e.to_string()))?;
         let routes = &self.run.routes;
+        metrics::events_received(&prepared, |name| routes.knows(name));
         let awaited = prepared.iter().any(|p| routes.is_awaited(&p.event.name));
         let receipts = store::send::send_many(
             rt,

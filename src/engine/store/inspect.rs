@@ -158,6 +158,31 @@ pub async fn counts_by_function(
         .collect()
 }
 
+/// The queued runs that are due at `now`, by function: how many, and the earliest due
+/// time. One grouped query over the due-run index (`run (status, due_at)`).
+pub async fn queue(db: &impl ConnectionTrait, now: i64) -> Result<Vec<(String, i64, i64)>, DbErr> {
+    let mut query = Query::select();
+    query
+        .column(run::Column::FunctionId)
+        .expr(Func::count(Expr::col(run::Column::Id)))
+        .expr(Func::min(Expr::col(run::Column::DueAt)))
+        .from(run::Entity)
+        .and_where(Expr::col(run::Column::Status).eq(RunStatus::Queued.as_str()))
+        .and_where(Expr::col(run::Column::DueAt).lte(now))
+        .group_by_col(run::Column::FunctionId);
+    db.query_all(&query)
+        .await?
+        .iter()
+        .map(|row| {
+            Ok((
+                row.try_get_by_index(0)?,
+                row.try_get_by_index(1)?,
+                row.try_get_by_index(2)?,
+            ))
+        })
+        .collect()
+}
+
 /// When the latest run of `function_id` that belongs to no user (a cron tick's) was
 /// queued, and its status.
 pub async fn latest_unowned_run(

@@ -1,0 +1,90 @@
+//! The engine's metrics, through the `metrics` facade: every name is here. Nothing is
+//! recorded unless the process installs a recorder (the server does when
+//! `NODEBASE_METRICS_ADDR` is set), and then at the cost of an atomic add. Labels are
+//! bounded: function ids and step kinds come from the registry, event names only if some
+//! function triggers on or waits for exactly that name (else `other`); never a run or
+//! user id.
+use std::time::Duration;
+
+use metrics::{counter, histogram};
+
+use super::event::Prepared;
+use crate::domain::{RunStatus, StepKind};
+
+pub const EVENTS_RECEIVED: &str = "nodebase_events_received_total";
+pub const RUNS_STARTED: &str = "nodebase_runs_started_total";
+pub const RUNS_ENDED: &str = "nodebase_runs_ended_total";
+pub const SEND_TO_START: &str = "nodebase_send_to_start_seconds";
+pub const STEP_ATTEMPTS: &str = "nodebase_step_attempts_total";
+pub const STEP_FAILURES: &str = "nodebase_step_failures_total";
+pub const STEP_DURATION: &str = "nodebase_step_duration_seconds";
+pub const COMMIT_BATCH: &str = "nodebase_commit_batch_size";
+pub const COMMIT_SECONDS: &str = "nodebase_commit_seconds";
+pub const CLAIM_BATCH: &str = "nodebase_claim_batch_size";
+pub const LEASE_RESCUES: &str = "nodebase_lease_rescues_total";
+pub const QUEUE_DEPTH: &str = "nodebase_queue_depth";
+pub const OLDEST_DUE_AGE: &str = "nodebase_oldest_due_age_seconds";
+
+/// The label an event name gets.
+pub(crate) fn event_name_label(name: &str, known: bool) -> String {
+    if known {
+        name.to_string()
+    } else {
+        "other".to_string()
+    }
+}
+
+/// Counts a batch of events about to be stored, by name (see [`event_name_label`]).
+pub(crate) fn events_received(events: &[Prepared], known: impl Fn(&str) -> bool) {
+    let mut names: Vec<(&str, u64)> = Vec::new();
+    for event in events {
+        let name = event.event.name.as_str();
+        match names.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, count)) => *count += 1,
+            None => names.push((name, 1)),
+        }
+    }
+    for (name, count) in names {
+        let label = event_name_label(name, known(name));
+        counter!(EVENTS_RECEIVED, "name" => label).increment(count);
+    }
+}
+
+/// A run claimed for the first time: it started, `waited_ms` after its event.
+pub(crate) fn run_started(function_id: &str, waited_ms: i64) {
+    counter!(RUNS_STARTED, "function" => function_id.to_string()).increment(1);
+    histogram!(SEND_TO_START, "function" => function_id.to_string())
+        .record(waited_ms.max(0) as f64 / 1000.0);
+}
+
+/// A run reached a final state (completed, failed, cancelled).
+pub(crate) fn run_ended(function_id: &str, status: RunStatus) {
+    counter!(RUNS_ENDED, "function" => function_id.to_string(), "status" => status.as_str())
+        .increment(1);
+}
+
+/// One attempt of a step, how long it took and whether it failed.
+pub(crate) fn step_attempt(function_id: &str, kind: StepKind, took: Duration, failed: bool) {
+    let function = function_id.to_string();
+    let kind = kind.as_str();
+    counter!(STEP_ATTEMPTS, "function" => function.clone(), "kind" => kind).increment(1);
+    histogram!(STEP_DURATION, "function" => function.clone(), "kind" => kind)
+        .record(took.as_secs_f64());
+    if failed {
+        counter!(STEP_FAILURES, "function" => function, "kind" => kind).increment(1);
+    }
+}
+
+/// One group commit of `writes` writes, taking `took`.
+pub(crate) fn commit(writes: usize, took: Duration) {
+    histogram!(COMMIT_BATCH).record(writes as f64);
+    histogram!(COMMIT_SECONDS).record(took.as_secs_f64());
+}
+
+pub(crate) fn claim(runs: usize) {
+    histogram!(CLAIM_BATCH).record(runs as f64);
+}
+
+pub(crate) fn rescued(runs: usize) {
+    counter!(LEASE_RESCUES).increment(runs as u64);
+}
