@@ -34,7 +34,9 @@ pub fn install() -> Result<PrometheusHandle, String> {
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS)
         .and_then(|b| b.set_buckets_for_metric(Matcher::Suffix("_batch_size".into()), SIZES))
         .map_err(|e| e.to_string())?;
-    builder.install_recorder().map_err(|e| e.to_string())
+    let handle = builder.install_recorder().map_err(|e| e.to_string())?;
+    engine_metrics::enable();
+    Ok(handle)
 }
 
 /// What the metrics listener needs.

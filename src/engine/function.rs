@@ -166,8 +166,13 @@ impl Function {
         Fut: Future<Output = Result<O, FnError>> + Send + 'static,
         O: Serialize + 'static,
     {
+        Function::with_handler(id.into(), self::handler(handler))
+    }
+
+    /// A function with defaults for everything but its id and handler.
+    fn with_handler(id: String, handler: Handler) -> Self {
         Function {
-            id: id.into(),
+            id,
             triggers: Vec::new(),
             retries: DEFAULT_RETRIES,
             timeouts: Timeouts::default(),
@@ -176,7 +181,7 @@ impl Function {
             filters: HashMap::new(),
             schedules: Vec::new(),
             description: String::new(),
-            handler: self::handler(handler),
+            handler,
             on_failure: None,
             handles_failures_of: None,
         }
@@ -358,23 +363,13 @@ impl Function {
     /// The function that runs `on_failure`'s handler, if it has one.
     fn failure_handler(&self) -> Option<Function> {
         let handler = self.on_failure.clone()?;
-        Some(Function {
-            id: failure_handler_id(&self.id),
-            triggers: Vec::new(),
-            retries: DEFAULT_RETRIES,
-            timeouts: Timeouts::default(),
-            awaits: Vec::new(),
-            cancels: Vec::new(),
-            filters: HashMap::new(),
-            schedules: Vec::new(),
-            description: format!(
-                "Runs when a run of {} fails, with its event and error.",
-                self.id
-            ),
-            handler,
-            on_failure: None,
-            handles_failures_of: Some(self.id.clone()),
-        })
+        let mut function = Function::with_handler(failure_handler_id(&self.id), handler);
+        function.description = format!(
+            "Runs when a run of {} fails, with its event and error.",
+            self.id
+        );
+        function.handles_failures_of = Some(self.id.clone());
+        Some(function)
     }
 
     pub(crate) fn step_rules(&self) -> StepRules {

@@ -1,9 +1,11 @@
 //! The engine's metrics, through the `metrics` facade: every name is here. Nothing is
-//! recorded unless the process installs a recorder (the server does when
-//! `NODEBASE_METRICS_ADDR` is set), and then at the cost of an atomic add. Labels are
+//! recorded — not even a label built — until [`enable`] is called (the server does when
+//! `NODEBASE_METRICS_ADDR` is set, after installing its recorder); until then each call
+//! costs one relaxed atomic load. Labels are
 //! bounded: function ids and step kinds come from the registry, event names only if some
 //! function triggers on or waits for exactly that name (else `other`); never a run or
 //! user id.
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use metrics::{counter, histogram};
@@ -25,6 +27,17 @@ pub const LEASE_RESCUES: &str = "nodebase_lease_rescues_total";
 pub const QUEUE_DEPTH: &str = "nodebase_queue_depth";
 pub const OLDEST_DUE_AGE: &str = "nodebase_oldest_due_age_seconds";
 
+static ENABLED: AtomicBool = AtomicBool::new(false);
+
+/// Starts recording (call it once a recorder is installed).
+pub fn enable() {
+    ENABLED.store(true, Ordering::Relaxed);
+}
+
+fn enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
+
 /// The label an event name gets.
 pub(crate) fn event_name_label(name: &str, known: bool) -> String {
     if known {
@@ -36,6 +49,9 @@ pub(crate) fn event_name_label(name: &str, known: bool) -> String {
 
 /// Counts a batch of events about to be stored, by name (see [`event_name_label`]).
 pub(crate) fn events_received(events: &[Prepared], known: impl Fn(&str) -> bool) {
+    if !enabled() {
+        return;
+    }
     let mut names: Vec<(&str, u64)> = Vec::new();
     for event in events {
         let name = event.event.name.as_str();
@@ -52,6 +68,9 @@ pub(crate) fn events_received(events: &[Prepared], known: impl Fn(&str) -> bool)
 
 /// A run claimed for the first time: it started, `waited_ms` after its event.
 pub(crate) fn run_started(function_id: &str, waited_ms: i64) {
+    if !enabled() {
+        return;
+    }
     counter!(RUNS_STARTED, "function" => function_id.to_string()).increment(1);
     histogram!(SEND_TO_START, "function" => function_id.to_string())
         .record(waited_ms.max(0) as f64 / 1000.0);
@@ -59,12 +78,18 @@ pub(crate) fn run_started(function_id: &str, waited_ms: i64) {
 
 /// A run reached a final state (completed, failed, cancelled).
 pub(crate) fn run_ended(function_id: &str, status: RunStatus) {
+    if !enabled() {
+        return;
+    }
     counter!(RUNS_ENDED, "function" => function_id.to_string(), "status" => status.as_str())
         .increment(1);
 }
 
 /// One attempt of a step, how long it took and whether it failed.
 pub(crate) fn step_attempt(function_id: &str, kind: StepKind, took: Duration, failed: bool) {
+    if !enabled() {
+        return;
+    }
     let function = function_id.to_string();
     let kind = kind.as_str();
     counter!(STEP_ATTEMPTS, "function" => function.clone(), "kind" => kind).increment(1);
@@ -77,14 +102,23 @@ pub(crate) fn step_attempt(function_id: &str, kind: StepKind, took: Duration, fa
 
 /// One group commit of `writes` writes, taking `took`.
 pub(crate) fn commit(writes: usize, took: Duration) {
+    if !enabled() {
+        return;
+    }
     histogram!(COMMIT_BATCH).record(writes as f64);
     histogram!(COMMIT_SECONDS).record(took.as_secs_f64());
 }
 
 pub(crate) fn claim(runs: usize) {
+    if !enabled() {
+        return;
+    }
     histogram!(CLAIM_BATCH).record(runs as f64);
 }
 
 pub(crate) fn rescued(runs: usize) {
+    if !enabled() {
+        return;
+    }
     counter!(LEASE_RESCUES).increment(runs as u64);
 }

@@ -145,7 +145,20 @@ pub async fn counts_by_function(
         .and_where(Expr::col(run::Column::UserId).eq(user_id))
         .group_by_col(run::Column::FunctionId)
         .group_by_col(run::Column::Status);
-    db.query_all(&query)
+    triples(db, &query).await
+}
+
+/// The rows of a query of three columns.
+async fn triples<A, B, C>(
+    db: &impl ConnectionTrait,
+    query: &sea_orm::sea_query::SelectStatement,
+) -> Result<Vec<(A, B, C)>, DbErr>
+where
+    A: sea_orm::TryGetable,
+    B: sea_orm::TryGetable,
+    C: sea_orm::TryGetable,
+{
+    db.query_all(query)
         .await?
         .iter()
         .map(|row| {
@@ -170,17 +183,7 @@ pub async fn queue(db: &impl ConnectionTrait, now: i64) -> Result<Vec<(String, i
         .and_where(Expr::col(run::Column::Status).eq(RunStatus::Queued.as_str()))
         .and_where(Expr::col(run::Column::DueAt).lte(now))
         .group_by_col(run::Column::FunctionId);
-    db.query_all(&query)
-        .await?
-        .iter()
-        .map(|row| {
-            Ok((
-                row.try_get_by_index(0)?,
-                row.try_get_by_index(1)?,
-                row.try_get_by_index(2)?,
-            ))
-        })
-        .collect()
+    triples(db, &query).await
 }
 
 /// When the latest run of `function_id` that belongs to no user (a cron tick's) was
