@@ -465,3 +465,37 @@ async fn an_event_may_carry_3_mib_by_default() {
         .unwrap_err();
     assert!(err.to_string().contains("the limit is 3145728"), "{err}");
 }
+
+#[tokio::test]
+async fn a_re_run_can_be_cancelled_by_event_like_its_first_run() {
+    let t = test_db().await;
+    let engine = Engine::builder(t.db.clone())
+        .function(order_flow())
+        .config(fast())
+        .build()
+        .unwrap();
+    let mut updates = Updates::new(engine.subscribe());
+    let workers = engine.start();
+    let first = engine
+        .send(
+            &t.db,
+            NewEvent::new("test/order", json!({ "order": 7 })).for_user("u1"),
+        )
+        .await
+        .unwrap()
+        .run_ids[0]
+        .clone();
+    wait_for(&mut updates, &first, RunStatus::Sleeping).await;
+    engine.cancel(&first).await.unwrap();
+    let again = engine.rerun(&first).await.unwrap().unwrap();
+    wait_for(&mut updates, &again, RunStatus::Sleeping).await;
+    engine
+        .send(
+            &t.db,
+            NewEvent::new(CANCELLED, json!({ "order": 7 })).for_user("u1"),
+        )
+        .await
+        .unwrap();
+    wait_for(&mut updates, &again, RunStatus::Cancelled).await;
+    workers.shutdown().await;
+}

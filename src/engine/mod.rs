@@ -214,7 +214,7 @@ impl Engine {
     /// by `rerun_of`. Returns the new run's id, or `None` if the run is not finished.
     pub async fn rerun(&self, run_id: &str) -> Result<Option<String>, EngineError> {
         let now = self.rt.clock.now_ms();
-        let new_id = store::control::rerun(&self.rt.db, run_id, now).await?;
+        let new_id = store::control::rerun(&self.rt, run_id, now).await?;
         if new_id.is_some() {
             self.rt.wake.notify_one();
         }

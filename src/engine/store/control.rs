@@ -2,17 +2,17 @@
 //! cancel, and re-run.
 use sea_orm::sea_query::{Expr, ExprTrait, IntoColumnRef, Query, ReturningClause, UpdateStatement};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, TransactionSession,
-    TransactionTrait,
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, IntoActiveModel, QueryFilter,
+    TransactionSession, TransactionTrait,
 };
 
 use super::send::new_run;
 use super::wait::End;
 use super::{id_col, live_states, locked_by_us, running};
 use crate::domain::{RunStatus, StepStatus};
-use crate::engine::entities::{run, step, wait};
+use crate::engine::entities::{event, run, step, wait};
 use crate::engine::error::storable;
-use crate::engine::event::new_id;
+use crate::engine::event::{new_id, Event};
 use crate::engine::progress::{RunRef, RunUpdate};
 use crate::engine::runtime::Runtime;
 
@@ -167,13 +167,14 @@ pub(crate) async fn cancel<C: ConnectionTrait + TransactionTrait>(
     Ok(cancelled)
 }
 
-/// Queues a new run like `run_id` (same function, same event) if `run_id` has finished.
-pub(crate) async fn rerun(
-    db: &impl ConnectionTrait,
-    run_id: &str,
-    now: i64,
-) -> Result<Option<String>, DbErr> {
-    let Some(old) = run::Entity::find_by_id(run_id.to_string()).one(db).await? else {
+/// Queues a new run like `run_id` (same function, same event) if `run_id` has finished,
+/// with the waits of its function's cancel rules, as a send would, in one transaction.
+pub(crate) async fn rerun(rt: &Runtime, run_id: &str, now: i64) -> Result<Option<String>, DbErr> {
+    let txn = rt.db.begin().await?;
+    let Some(old) = run::Entity::find_by_id(run_id.to_string())
+        .one(&txn)
+        .await?
+    else {
         return Ok(None);
     };
     if !old.status.is_final() {
@@ -182,6 +183,27 @@ pub(crate) async fn rerun(
     let id = new_id();
     let mut row = new_run(&id, &old.function_id, &old.event_id, old.user_id, now);
     row.rerun_of = sea_orm::Set(Some(old.id));
-    run::Entity::insert(row).exec_without_returning(db).await?;
+    run::Entity::insert(row)
+        .exec_without_returning(&txn)
+        .await?;
+    if let Some(rules) = rt.cancel_rules.get(&old.function_id) {
+        // The cancel window starts at the re-run, as it would for a new event.
+        let event = event::Entity::find_by_id(old.event_id.clone())
+            .one(&txn)
+            .await?;
+        let waits: Vec<wait::ActiveModel> = event
+            .and_then(|e| Event::try_from(e).ok())
+            .map(|e| super::wait::cancel_waits(&id, &e, rules, now))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|w| w.into_active_model())
+            .collect();
+        if !waits.is_empty() {
+            wait::Entity::insert_many(waits)
+                .exec_without_returning(&txn)
+                .await?;
+        }
+    }
+    txn.commit().await?;
     Ok(Some(id))
 }
