@@ -1,11 +1,13 @@
 //! `nodebase bench`: measures the engine on a fresh database and prints its figures.
 //!
 //! (a) throughput of N runs of a one-step function, (b) of N runs of a three-step
-//! function, (c) `wait_for_event`: W runs parked on waits, then W matching events sent
+//! function, (b') of N runs of a one-step function limited to one run at a time per key,
+//! over 1,000 keys, (c) `wait_for_event`: W runs parked on waits, then W matching events sent
 //! in batches of 100 — events matched per second and send→resume latency, (d) latency
 //! from `send` to the first step's start at low load, and from `send` to the end of a
-//! three-step run, and the process's peak resident memory. The events of (a) and (b) are recorded first and the
-//! workers started after, so the figures measure draining a backlog. For (a) and (b) it
+//! three-step run, and the process's peak resident memory. The events of (a) and (b) are
+//! recorded first and the workers started after, so the figures measure draining a
+//! backlog. For (a) and (b) it
 //! also prints what a run cost the database, from counters: the statements this process
 //! executed (SeaORM's metric callback) and, on PostgreSQL, the transactions the server
 //! committed (`pg_stat_database`), enqueue included.
@@ -88,6 +90,10 @@ fn bench_engine(
         .function(steps_function("bench-one-step", "bench/one", 1, None))
         .function(steps_function("bench-three-steps", "bench/three", 3, None))
         .function(steps_function("bench-latency", "bench/latency", 1, started))
+        .function(
+            steps_function("bench-keyed", "bench/keyed", 1, None)
+                .concurrency_key(1, format!("int(event.data.i) % {KEYS}")),
+        )
         .function(waiting_function(resumed))
         .config(EngineConfig {
             workers,
@@ -96,6 +102,9 @@ fn bench_engine(
         })
         .build()?)
 }
+
+/// The keys of the keyed phase: its runs' `data.i` modulo this.
+const KEYS: usize = 1_000;
 
 /// Runs the benchmark and prints one figure per line.
 pub async fn run(args: BenchArgs) -> Result<(), StartError> {
@@ -134,7 +143,15 @@ pub async fn run(args: BenchArgs) -> Result<(), StartError> {
         Some(resumed_tx),
     )?;
 
-    for (event, label) in [("bench/one", "one-step"), ("bench/three", "three-step")] {
+    let phases = [
+        ("bench/one", "one-step"),
+        ("bench/three", "three-step"),
+        (
+            "bench/keyed",
+            "keyed one-step (1,000 keys, 1 at once per key)",
+        ),
+    ];
+    for (event, label) in phases {
         let before = Cost::read(&db, &statements).await?;
         throughput(&engine, &db, &args, &url, event, label).await?;
         let after = Cost::read(&db, &statements).await?;

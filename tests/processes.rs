@@ -3,6 +3,10 @@
 //! effect appears exactly once, the work was shared, and no run was ever executed by two
 //! processes at the same time.
 //!
+//! Then three fresh worker processes drain runs of a function with two concurrency
+//! limits (3 in all, 2 per key, over 2 keys): the handlers' own records of when they ran show that no
+//! moment ever had more than 2 of one key or 3 in all executing, in whichever processes.
+//!
 //! Run with `NODEBASE_PROCESS_WORKER=<database url>`, this binary is one of the workers.
 mod common;
 
@@ -79,6 +83,45 @@ fn ledger_function(db: DatabaseConnection) -> Function {
     .trigger("test/ledger")
 }
 
+/// 3 runs at once in all, 2 per `data.k`; each works for a few milliseconds and then
+/// records when it ran (outside any step, so every execution is recorded).
+fn limited_function(db: DatabaseConnection) -> Function {
+    Function::new("limited", move |ctx| {
+        let db = db.clone();
+        async move {
+            let started = micros();
+            ctx.step
+                .run("work", || async {
+                    tokio::time::sleep(Duration::from_millis(3)).await;
+                    Ok(())
+                })
+                .await?;
+            let key = ctx.event.data["k"].as_i64().unwrap_or(-1);
+            insert(
+                &db,
+                "INSERT INTO slot_use (k, pid, started_us, ended_us) VALUES (?, ?, ?, ?)",
+                "INSERT INTO slot_use (k, pid, started_us, ended_us) VALUES ($1, $2, $3, $4)",
+                vec![
+                    key.into(),
+                    (std::process::id() as i64).into(),
+                    started.into(),
+                    micros().into(),
+                ],
+            )
+            .await?;
+            Ok(json!(null))
+        }
+    })
+    .trigger("test/limited")
+    .concurrency(LIMIT_ALL)
+    .concurrency_key(LIMIT_PER_KEY, "event.data.k")
+}
+
+const LIMITED_RUNS: usize = 600;
+const KEYS: usize = 2;
+const LIMIT_ALL: u32 = 3;
+const LIMIT_PER_KEY: u32 = 2;
+
 fn config() -> EngineConfig {
     EngineConfig {
         workers: 32,
@@ -90,7 +133,8 @@ fn config() -> EngineConfig {
 async fn worker(url: String) {
     let db = nodebase::db::connect(&url).await.expect("worker connects");
     let engine = Engine::builder(db.clone())
-        .function(ledger_function(db))
+        .function(ledger_function(db.clone()))
+        .function(limited_function(db))
         .config(config())
         .build()
         .expect("engine");
@@ -193,6 +237,121 @@ async fn three_processes_drain_ten_thousand_runs() {
     );
 }
 
+/// The most intervals of `uses` (start, end) that overlap at any one moment.
+fn most_at_once(uses: &[(i64, i64)]) -> usize {
+    let mut edges: Vec<(i64, i32)> = uses
+        .iter()
+        .flat_map(|&(start, end)| [(start, 1), (end, -1)])
+        .collect();
+    // At equal times an end comes before a start: touching intervals do not overlap.
+    edges.sort();
+    let (mut now, mut most) = (0i32, 0i32);
+    for (_, step) in edges {
+        now += step;
+        most = most.max(now);
+    }
+    most as usize
+}
+
+async fn three_processes_keep_concurrency_limits() {
+    let t = common::test_db().await;
+    t.db.execute_unprepared(
+        "CREATE TABLE slot_use (k BIGINT NOT NULL, pid BIGINT NOT NULL, started_us BIGINT NOT NULL, ended_us BIGINT NOT NULL)",
+    )
+    .await
+    .unwrap();
+    // Sent before the workers start, so that all of them find a full queue.
+    let sender = Engine::builder(t.db.clone())
+        .function(limited_function(t.db.clone()))
+        .build()
+        .unwrap();
+    let events = (0..LIMITED_RUNS)
+        .map(|i| NewEvent::new("test/limited", json!({ "k": i % KEYS })))
+        .collect();
+    sender.send_many(&t.db, events).await.unwrap();
+    let start = Instant::now();
+    let mut workers: Vec<Child> = (0..PROCESSES).map(|_| spawn_worker(&t.url)).collect();
+    loop {
+        let done = run::Entity::find()
+            .filter(run::Column::FunctionId.eq("limited"))
+            .filter(run::Column::Status.eq("completed"))
+            .count(&t.db)
+            .await
+            .unwrap();
+        if done as usize == LIMITED_RUNS {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "only {done} of {LIMITED_RUNS} limited runs completed"
+        );
+        for w in workers.iter_mut() {
+            assert!(w.try_wait().unwrap().is_none(), "a worker process died");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let elapsed = start.elapsed();
+    for w in workers.iter_mut() {
+        w.kill().ok();
+        w.wait().ok();
+    }
+
+    let rows =
+        t.db.query_all_raw(Statement::from_string(
+            t.db.get_database_backend(),
+            "SELECT k, pid, started_us, ended_us FROM slot_use",
+        ))
+        .await
+        .unwrap();
+    let uses: Vec<(i64, i64, i64, i64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.try_get_by_index(0).unwrap(),
+                r.try_get_by_index(1).unwrap(),
+                r.try_get_by_index(2).unwrap(),
+                r.try_get_by_index(3).unwrap(),
+            )
+        })
+        .collect();
+    assert!(
+        uses.len() >= LIMITED_RUNS,
+        "every run recorded its execution"
+    );
+    let all: Vec<(i64, i64)> = uses.iter().map(|u| (u.2, u.3)).collect();
+    let in_all = most_at_once(&all);
+    assert!(
+        in_all <= LIMIT_ALL as usize,
+        "{in_all} runs executed at once (limit {LIMIT_ALL})"
+    );
+    let mut per_key = 0;
+    for k in 0..KEYS as i64 {
+        let of_key: Vec<(i64, i64)> = uses
+            .iter()
+            .filter(|u| u.0 == k)
+            .map(|u| (u.2, u.3))
+            .collect();
+        let most = most_at_once(&of_key);
+        assert!(
+            most <= LIMIT_PER_KEY as usize,
+            "{most} runs of key {k} executed at once (limit {LIMIT_PER_KEY})"
+        );
+        per_key = per_key.max(most);
+    }
+    // The limits were used, not merely respected by running one at a time.
+    assert!(in_all >= 2, "runs executed side by side");
+    let pids: std::collections::HashSet<i64> = uses.iter().map(|u| u.1).collect();
+    assert!(
+        pids.len() >= 2,
+        "more than one process took a share ({pids:?})"
+    );
+    println!(
+        "ok: {PROCESSES} worker processes drained {LIMITED_RUNS} limited runs in {:.1} s; at most {in_all} at once in all (limit {LIMIT_ALL}), {per_key} per key (limit {LIMIT_PER_KEY}), {} processes took a share",
+        elapsed.as_secs_f64(),
+        pids.len()
+    );
+}
+
 fn main() {
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     if let Ok(url) = std::env::var(WORKER_ENV) {
@@ -200,4 +359,5 @@ fn main() {
         return;
     }
     runtime.block_on(three_processes_drain_ten_thousand_runs());
+    runtime.block_on(three_processes_keep_concurrency_limits());
 }

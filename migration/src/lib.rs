@@ -9,6 +9,7 @@ mod m20261201_000004_claim_fence;
 mod m20261201_000005_auth_throttle;
 mod m20261201_000006_waits;
 mod m20261201_000007_invoke;
+mod m20261201_000008_concurrency;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000005_auth_throttle::Migration),
             Box::new(m20261201_000006_waits::Migration),
             Box::new(m20261201_000007_invoke::Migration),
+            Box::new(m20261201_000008_concurrency::Migration),
         ]
     }
 }

@@ -17,6 +17,8 @@ pub struct FunctionView {
     pub retries: u32,
     /// What cancels its runs: `event name` or `event name (matching data.x)`.
     pub cancelled_by: Vec<String>,
+    /// Its concurrency limits: `1 at once per event.user_id`.
+    pub concurrency: Vec<String>,
     /// Its cron schedules, as `<pattern> (<time zone>)`.
     pub schedules: Vec<String>,
     /// The next tick of its schedules (Unix ms).
@@ -106,6 +108,7 @@ mod ssr {
                 awaits: f.awaits().to_vec(),
                 retries: f.retry_limit(),
                 cancelled_by: f.cancels().iter().map(|rule| rule.to_string()).collect(),
+                concurrency: f.limits().iter().map(|l| l.to_string()).collect(),
                 failure_handler: f.failure_handler_id(),
                 handles_failures_of: f.handles_failures_of().map(str::to_string),
                 counts: counts

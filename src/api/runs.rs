@@ -25,6 +25,9 @@ pub struct RunRow {
     pub rerun_of: Option<String>,
     /// The run whose `step.invoke` started this one.
     pub invoked_by: Option<String>,
+    /// For a queued run that is due: the concurrency limit that holds it back
+    /// ("1 at once per event.user_id"), if one does.
+    pub held_back: Option<String>,
 }
 
 /// One page of runs, and the counts of all the user's runs by status.
@@ -167,13 +170,14 @@ mod ssr {
     use crate::engine::inspect::{self, RunFilter, RunListing};
     use crate::state::AppState;
 
-    fn row(listing: RunListing) -> RunRow {
+    fn row(listing: RunListing, held_back: &mut HashMap<String, String>) -> RunRow {
         let RunListing {
             run,
             event_name,
             attempts,
         } = listing;
         RunRow {
+            held_back: held_back.remove(&run.id),
             id: run.id,
             function_id: run.function_id,
             event_id: run.event_id,
@@ -187,6 +191,19 @@ mod ssr {
             rerun_of: run.rerun_of,
             invoked_by: run.invoked_by,
         }
+    }
+
+    /// Which of these runs a concurrency limit holds back, and by which.
+    async fn held_back(
+        state: &AppState,
+        listings: &[RunListing],
+    ) -> Result<HashMap<String, String>, AppError> {
+        let runs: Vec<_> = listings.iter().map(|l| l.run.clone()).collect();
+        state
+            .engine
+            .held_back(&runs)
+            .await
+            .map_err(crate::api::ssr::engine_error)
     }
 
     fn wait_view(w: wait::Model) -> WaitView {
@@ -252,7 +269,8 @@ mod ssr {
             limit: PAGE_SIZE,
         };
         let (listings, more) = inspect::runs(&state.db, user_id, &filter).await?;
-        let runs: Vec<RunRow> = listings.into_iter().map(row).collect();
+        let mut held = held_back(state, &listings).await?;
+        let runs: Vec<RunRow> = listings.into_iter().map(|l| row(l, &mut held)).collect();
         let next = if more {
             runs.last().map(|r| r.id.clone())
         } else {
@@ -294,6 +312,7 @@ mod ssr {
         } else {
             None
         };
+        let mut held = held_back(state, std::slice::from_ref(&listing)).await?;
         let handles_failure_of = (event.name == crate::engine::FAILED)
             .then(|| serde_json::from_str::<crate::engine::Failure>(&event.data).ok())
             .flatten()
@@ -301,7 +320,7 @@ mod ssr {
         Ok(RunDetail {
             failure_handled_by,
             handles_failure_of,
-            run: row(listing),
+            run: row(listing, &mut held),
             event: event_view(event),
             output,
             error,

@@ -55,3 +55,16 @@ pub fn StatusBadge(#[prop(into)] status: Badge) -> impl IntoView {
         </span>
     }
 }
+
+/// ": concurrency" after a queued run's badge when a concurrency limit holds it back;
+/// the limit itself in the tooltip.
+#[component]
+pub fn HeldBack(why: Option<String>) -> impl IntoView {
+    why.map(|why| {
+        view! {
+            <span class="held-back" data-held-back="concurrency" title=format!("waiting for room: {why}")>
+                ": concurrency"
+            </span>
+        }
+    })
+}

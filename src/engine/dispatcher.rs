@@ -88,7 +88,7 @@ async fn dispatch(
         let mut claimed_all = false;
         if free > 0 {
             match claim_and_spawn(&rt, &registry, &completer, &slots, &mut tasks, free).await {
-                Ok(claimed) => claimed_all = claimed == free,
+                Ok((claimed, more)) => claimed_all = more || claimed == free,
                 Err(err) => {
                     tracing::warn!(error = %err, "claiming runs failed");
                     tokio::select! {
@@ -147,7 +147,9 @@ async fn dispatch(
     }
 }
 
-/// Claims up to `limit` runs and starts a task for each; returns how many it claimed.
+/// Claims up to `limit` runs — without concurrency keys first, then keyed ones that
+/// have room — and starts a task for each; returns how many it claimed, and whether
+/// more keyed ones may be claimable now.
 async fn claim_and_spawn(
     rt: &Arc<Runtime>,
     registry: &Arc<Registry>,
@@ -155,10 +157,16 @@ async fn claim_and_spawn(
     slots: &Arc<Semaphore>,
     tasks: &mut JoinSet<()>,
     limit: usize,
-) -> Result<usize, sea_orm::DbErr> {
-    let runs = store::claim::claim(rt, limit).await?;
+) -> Result<(usize, bool), sea_orm::DbErr> {
+    let mut runs = store::claim::claim(rt, limit).await?;
+    let mut more = false;
+    if runs.len() < limit && !rt.limits.is_empty() {
+        let keyed = store::claim::claim_keyed(rt, limit - runs.len()).await?;
+        runs.extend(keyed.runs);
+        more = keyed.more;
+    }
     if runs.is_empty() {
-        return Ok(0);
+        return Ok((0, more));
     }
     let claimed = runs.len();
     metrics::claim(claimed);
@@ -214,5 +222,5 @@ async fn claim_and_spawn(
             drop(permit);
         });
     }
-    Ok(claimed)
+    Ok((claimed, more))
 }

@@ -71,6 +71,11 @@ pub mod run {
         pub invoked_by: Option<String>,
         /// Who cancelled it, if it was cancelled and the canceller said.
         pub cancelled_by: Option<String>,
+        /// Its key for its function's first concurrency limit (`""` for a limit on the
+        /// whole function); `None` for a function without limits.
+        pub concurrency_key: Option<String>,
+        /// Its key for the second limit, if there is one.
+        pub concurrency_key_2: Option<String>,
         pub created_at: i64,
         pub started_at: Option<i64>,
         pub ended_at: Option<i64>,

@@ -81,6 +81,19 @@ pub struct Event {
     pub ts: i64,
 }
 
+impl Event {
+    /// The event as CEL expressions see it (`event.name`, `event.data.x`, …).
+    pub(crate) fn as_json(&self) -> Value {
+        serde_json::json!({
+            "id": self.id,
+            "name": self.name,
+            "data": self.data,
+            "user_id": self.user_id,
+            "ts": self.ts,
+        })
+    }
+}
+
 impl TryFrom<event::Model> for Event {
     type Error = EngineError;
 

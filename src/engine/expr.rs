@@ -1,5 +1,6 @@
 //! CEL expressions, the language Inngest uses for `if` and `match`: wait conditions,
-//! cancel rules and trigger filters all go through here (the `cel` crate evaluates).
+//! cancel rules, trigger filters and concurrency keys all go through here (the `cel`
+//! crate evaluates).
 use serde_json::Value;
 
 /// Checks that `expression` is CEL the evaluator accepts.
@@ -12,6 +13,20 @@ pub(crate) fn check(expression: &str) -> Result<(), String> {
 /// Evaluates `expression` with `variables` (JSON values by name); an error if it does
 /// not parse, fails, or gives something other than a bool.
 pub(crate) fn holds(expression: &str, variables: Vec<(&str, Value)>) -> Result<bool, String> {
+    match evaluate(expression, variables)? {
+        cel::Value::Bool(b) => Ok(b),
+        other => Err(format!("the expression gave {other:?}, not a bool")),
+    }
+}
+
+/// Evaluates `expression` with `variables` to a JSON value; an error if it does not
+/// parse, fails, or gives something JSON cannot hold.
+pub(crate) fn value(expression: &str, variables: Vec<(&str, Value)>) -> Result<Value, String> {
+    let value = evaluate(expression, variables)?;
+    value.json().map_err(|e| e.to_string())
+}
+
+fn evaluate(expression: &str, variables: Vec<(&str, Value)>) -> Result<cel::Value, String> {
     let program = cel::Program::compile(expression).map_err(|e| e.to_string())?;
     let mut context = cel::Context::default();
     for (name, value) in variables {
@@ -19,8 +34,5 @@ pub(crate) fn holds(expression: &str, variables: Vec<(&str, Value)>) -> Result<b
             .add_variable(name, value)
             .map_err(|e| e.to_string())?;
     }
-    match program.execute(&context).map_err(|e| e.to_string())? {
-        cel::Value::Bool(b) => Ok(b),
-        other => Err(format!("the expression gave {other:?}, not a bool")),
-    }
+    program.execute(&context).map_err(|e| e.to_string())
 }

@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::concurrency::Concurrency;
 use super::cron::Schedule;
 use super::error::{EngineError, FnError};
 use super::event::{validate_name, Event, NewEvent};
@@ -114,6 +115,8 @@ pub struct Function {
     filters: HashMap<String, String>,
     /// Cron schedules: (pattern, time zone).
     schedules: Vec<(String, String)>,
+    /// How many of its runs may execute at once, in all or per key.
+    limits: Vec<Concurrency>,
     /// One line saying what it does, for dashboards.
     description: String,
     handler: Handler,
@@ -180,6 +183,7 @@ impl Function {
             cancels: Vec::new(),
             filters: HashMap::new(),
             schedules: Vec::new(),
+            limits: Vec::new(),
             description: String::new(),
             handler,
             on_failure: None,
@@ -260,6 +264,32 @@ impl Function {
     pub fn cron_in(mut self, pattern: impl Into<String>, time_zone: impl Into<String>) -> Self {
         self.schedules.push((pattern.into(), time_zone.into()));
         self
+    }
+
+    /// At most `limit` of its runs execute at once, in all processes together. Only runs
+    /// executing steps count: a sleeping or waiting run holds no slot. Runs over the
+    /// limit stay queued and start, oldest due first, as slots free.
+    pub fn concurrency(mut self, limit: u32) -> Self {
+        self.limits.push(Concurrency { limit, key: None });
+        self
+    }
+
+    /// Like [`Function::concurrency`], per value of `key`, a CEL expression over `event`
+    /// (`name`, `data`, `user_id`): `concurrency_key(1, "event.user_id")` runs one user's
+    /// runs one at a time and different users' side by side. The key is taken when the
+    /// run is queued; one that cannot be evaluated is the empty key. A function has at
+    /// most two limits (say, 10 in all and 1 per user); a run starts when both have room.
+    pub fn concurrency_key(mut self, limit: u32, key: impl Into<String>) -> Self {
+        self.limits.push(Concurrency {
+            limit,
+            key: Some(key.into()),
+        });
+        self
+    }
+
+    /// Its concurrency limits.
+    pub fn limits(&self) -> &[Concurrency] {
+        &self.limits
     }
 
     /// Its cron schedules: (pattern, time zone).
@@ -447,6 +477,7 @@ impl Registry {
                     expression.clone(),
                 );
             }
+            Concurrency::check(function.id(), function.limits())?;
             for name in function.awaits() {
                 validate_name(name)?;
                 awaited.insert(name.clone());
@@ -556,6 +587,15 @@ impl Registry {
             .values()
             .filter(|f| !f.cancels.is_empty())
             .map(|f| (f.id.clone(), f.cancels.clone()))
+            .collect()
+    }
+
+    /// Each function's concurrency limits, for the functions that have any.
+    pub(crate) fn limits(&self) -> HashMap<String, Vec<Concurrency>> {
+        self.functions
+            .values()
+            .filter(|f| !f.limits.is_empty())
+            .map(|f| (f.id.clone(), f.limits.clone()))
             .collect()
     }
 

@@ -19,6 +19,7 @@
 //! The map of its parts, and of one run's path through them, is `src/engine/README.md`.
 mod clock;
 mod completer;
+mod concurrency;
 mod cron;
 mod dispatcher;
 pub mod entities;
@@ -38,6 +39,7 @@ mod store;
 
 pub use crate::domain::{RunStatus, StepKind, StepStatus};
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use concurrency::{Concurrency, MAX_LIMITS};
 pub use cron::Schedule;
 pub use dispatcher::Workers;
 pub use error::{EngineError, FnError};
@@ -116,6 +118,7 @@ impl EngineBuilder {
         let mut rt = Runtime::new(self.db, self.config, self.clock);
         rt.failure_handlers = registry.failure_handlers();
         rt.cancel_rules = registry.cancel_rules();
+        rt.limits = registry.limits();
         Ok(Engine {
             rt: Arc::new(rt),
             registry: Arc::new(registry),
@@ -124,6 +127,20 @@ impl EngineBuilder {
 }
 
 impl Engine {
+    /// Why each of `runs` that is queued and due has not started, if a concurrency limit
+    /// holds it back: run id -> "1 at once per event.user_id".
+    pub async fn held_back(
+        &self,
+        runs: &[entities::run::Model],
+    ) -> Result<std::collections::HashMap<String, String>, EngineError> {
+        let now = self.rt.clock.now_ms();
+        let held = store::inspect::held_back(&self.rt.db, &self.rt.limits, runs, now).await?;
+        Ok(held
+            .into_iter()
+            .map(|(id, limit)| (id, limit.to_string()))
+            .collect())
+    }
+
     /// Starts building an engine over `db`.
     pub fn builder(db: DatabaseConnection) -> EngineBuilder {
         EngineBuilder {

@@ -35,6 +35,9 @@ pub(crate) async fn publish(rt: &Arc<Runtime>, updates: Vec<RunUpdate>, relay: R
         if update.status.is_final() {
             super::metrics::run_ended(&update.function_id, update.status);
         }
+        if frees_a_slot(rt, update) {
+            rt.wake.notify_one();
+        }
         let _ = rt.updates.send(update.clone());
     }
     if !rt.postgres() {
@@ -48,6 +51,12 @@ pub(crate) async fn publish(rt: &Arc<Runtime>, updates: Vec<RunUpdate>, relay: R
             tokio::spawn(async move { announce(&rt.leases, &rt.worker_id, &updates).await });
         }
     }
+}
+
+/// Whether the update is a run of a function with concurrency limits that stopped
+/// executing: a run its keys held back may start now.
+fn frees_a_slot(rt: &Runtime, update: &RunUpdate) -> bool {
+    update.status != RunStatus::Running && rt.limits.contains_key(&update.function_id)
 }
 
 async fn announce(conn: &DatabaseConnection, worker_id: &str, updates: &[RunUpdate]) {
@@ -132,7 +141,7 @@ fn handle(rt: &Runtime, channel: &str, payload: &str) {
         return;
     }
     for update in wire.runs.into_iter().map(RunUpdate::from) {
-        if update.status.is_due_state() {
+        if update.status.is_due_state() || frees_a_slot(rt, &update) {
             rt.wake.notify_one();
         }
         if update.status == RunStatus::Cancelled {

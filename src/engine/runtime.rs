@@ -101,6 +101,8 @@ pub(crate) struct Runtime {
     pub failure_handlers: HashMap<String, String>,
     /// Function id -> the rules that cancel its runs (`Function::cancel_on`).
     pub cancel_rules: HashMap<String, Vec<super::step::WaitFor>>,
+    /// Function id -> its concurrency limits (`Function::concurrency`).
+    pub limits: HashMap<String, Vec<super::concurrency::Concurrency>>,
 }
 
 /// The runs this process is executing, by id.
@@ -185,6 +187,7 @@ impl Runtime {
             in_flight: InFlight::default(),
             failure_handlers: HashMap::new(),
             cancel_rules: HashMap::new(),
+            limits: HashMap::new(),
             worker_id: format!(
                 "{}-{}-{}",
                 hostname(),

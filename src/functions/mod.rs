@@ -6,6 +6,7 @@ pub mod flaky_with_fallback;
 pub mod hello_world;
 pub mod minutely_report;
 pub mod parent_invokes_child;
+pub mod per_user_serial;
 
 use crate::engine::Function;
 
@@ -18,6 +19,7 @@ pub fn all() -> Vec<Function> {
         flaky_with_fallback::function(),
         fails_on_purpose::function(),
         minutely_report::function(),
+        per_user_serial::function(),
         fan_out::function(),
         fan_out::item(),
         parent_invokes_child::parent(),

@@ -74,6 +74,10 @@ fn FunctionCard(
                         None => view! { <span class="muted">"none yet"</span> }.into_any(),
                     }}</dd>
                 })}
+                {(!function.concurrency.is_empty()).then(|| view! {
+                    <dt>"Concurrency"</dt>
+                    <dd class="concurrency">{function.concurrency.iter().map(|c| view! { <code class="trigger">{c.clone()}</code> " " }).collect_view()}</dd>
+                })}
                 {(!function.cancelled_by.is_empty()).then(|| view! {
                     <dt>"Cancelled by"</dt>
                     <dd class="cancelled-by">{function.cancelled_by.iter().map(|t| view! { <code class="trigger">{t.clone()}</code> " " }).collect_view()}</dd>

@@ -7,7 +7,7 @@ use crate::api::runs::{get_run, CancelRun, RerunRun, RunDetail, StepView, WaitVi
 use crate::components::form_error::{action_error, FormError, LoadError};
 use crate::components::live::use_live_runs;
 use crate::components::nav::Nav;
-use crate::components::status::StatusBadge;
+use crate::components::status::{HeldBack, StatusBadge};
 use crate::components::time::{format_duration, format_time};
 use crate::domain::{RunStatus, StepKind, StepStatus};
 use crate::error::AppError;
@@ -94,7 +94,7 @@ fn RunView(
                     <h1>{run.function_id.clone()}</h1>
                     <p class="muted"><code>{run.id.clone()}</code></p>
                 </div>
-                <StatusBadge status=run.status />
+                <span><StatusBadge status=run.status /><HeldBack why=run.held_back.clone() /></span>
             </header>
             <dl class="facts">
                 <dt>"Event"</dt><dd><code>{run.event_name.clone()}</code></dd>
@@ -103,6 +103,9 @@ fn RunView(
                 <dt>"Ended"</dt><dd>{run.ended_at.map(format_time).unwrap_or_else(|| "—".into())}</dd>
                 <dt>"Duration"</dt><dd>{duration}</dd>
                 <dt>"Attempts"</dt><dd>{run.attempts}</dd>
+                {run.held_back.clone().map(|why| view! {
+                    <dt>"Waiting for"</dt><dd class="held-back-why">{format!("a concurrency slot ({why})")}</dd>
+                })}
                 {run.rerun_of.clone().map(|of| view! {
                     <dt>"Re-run of"</dt><dd><A href=format!("/runs/{of}")>{of.clone()}</A></dd>
                 })}

@@ -7,7 +7,7 @@ use crate::api::runs::{list_runs, RunPage, RunRow};
 use crate::components::form_error::LoadError;
 use crate::components::live::use_live_runs;
 use crate::components::nav::Nav;
-use crate::components::status::StatusBadge;
+use crate::components::status::{HeldBack, StatusBadge};
 use crate::components::time::{format_duration, format_time};
 use crate::domain::RunStatus;
 
@@ -178,7 +178,7 @@ fn RunLine(run: RunRow) -> impl IntoView {
     let short: String = run.id.chars().skip(24).collect();
     view! {
         <tr class="run-row" data-run-id=run.id.clone()>
-            <td><StatusBadge status=run.status /></td>
+            <td><StatusBadge status=run.status /><HeldBack why=run.held_back.clone() /></td>
             <td>{run.function_id.clone()}</td>
             <td><code>{run.event_name.clone()}</code></td>
             <td>{run.started_at.map(format_time).unwrap_or_else(|| "—".into())}</td>

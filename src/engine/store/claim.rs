@@ -2,16 +2,17 @@
 use std::collections::HashMap;
 
 use sea_orm::sea_query::{
-    Alias, Asterisk, CommonTableExpression, Expr, ExprTrait, Func, LockBehavior, LockType, Order,
-    Query, WithClause,
+    Alias, Asterisk, CommonTableExpression, Condition, Expr, ExprTrait, Func, LockBehavior,
+    LockType, Order, Query, SelectStatement, UpdateStatement, WithClause,
 };
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbErr, EntityTrait, FromQueryResult, IdenStatic, Iterable,
-    QueryFilter, QueryOrder,
+    QueryFilter, QueryOrder, QueryResult, TransactionTrait,
 };
 
 use super::{due_states, id_col, id_in, locked_by_us, running};
 use crate::domain::{RunStatus, StepKind, StepStatus};
+use crate::engine::concurrency::Concurrency;
 use crate::engine::entities::{event, run, step, wait};
 use crate::engine::event::Event;
 use crate::engine::runtime::Runtime;
@@ -29,7 +30,8 @@ pub(crate) struct Saved {
 /// unreadable fails alone, and never stops the others claimed with it.
 pub(crate) type ClaimedEvent = Result<Event, String>;
 
-/// Claims up to `limit` due runs for this worker, oldest due first, with their events.
+/// Claims up to `limit` due runs without concurrency keys for this worker, oldest due
+/// first, with their events (keyed runs: [`claim_keyed`]).
 pub(crate) async fn claim(
     rt: &Runtime,
     limit: usize,
@@ -39,6 +41,7 @@ pub(crate) async fn claim(
     due.column(run::Column::Id)
         .from(run::Entity)
         .and_where(due_states())
+        .and_where(Expr::col(run::Column::ConcurrencyKey).is_null())
         .and_where(Expr::col(run::Column::DueAt).lte(now))
         .order_by(run::Column::DueAt, Order::Asc)
         .limit(limit as u64);
@@ -47,44 +50,12 @@ pub(crate) async fn claim(
         // Concurrent claimers skip each other's rows instead of waiting on them.
         due.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
     }
-    let mut claim = Query::update();
-    claim
-        .table(run::Entity)
-        .value(run::Column::Status, RunStatus::Running.as_str())
-        .value(run::Column::LockedBy, rt.worker_id.as_str())
-        .value(run::Column::LeaseUntil, rt.lease_from(now))
-        .value(run::Column::Claims, Expr::col(run::Column::Claims).add(1))
-        .value(
-            run::Column::StalledClaims,
-            Expr::col(run::Column::StalledClaims).add(1),
-        )
-        .value(
-            run::Column::StartedAt,
-            Func::coalesce([Expr::col(run::Column::StartedAt), Expr::val(now)]),
-        )
-        .value(run::Column::UpdatedAt, now)
-        .and_where(due_states())
-        .returning_all();
+    let mut claim = claim_update(rt, now);
     claim.and_where(id_in(postgres, due));
     if !postgres {
         // SQLite has no UPDATE inside WITH: two statements.
         let rows = rt.leases.query_all(&claim).await?;
-        let runs = rows
-            .iter()
-            .map(|row| run::Model::from_query_result(row, ""))
-            .collect::<Result<Vec<_>, _>>()?;
-        let events = events(rt, runs.iter().map(|r| r.event_id.clone()).collect()).await?;
-        return Ok(runs
-            .into_iter()
-            .map(|r| {
-                // One event may have started several of these runs.
-                let event = match events.get(&r.event_id) {
-                    Some(event) => event.clone(),
-                    None => Err(gone(&r.event_id)),
-                };
-                (r, event)
-            })
-            .collect());
+        return with_events(rt, rows).await;
     }
     // PostgreSQL: the claim and its events in one round trip.
     let claimed = Alias::new("claimed");
@@ -122,6 +93,224 @@ pub(crate) async fn claim(
             Ok((run, event))
         })
         .collect()
+}
+
+/// The claim's UPDATE, without the runs it applies to: each one due still, now running
+/// under this worker's lease.
+fn claim_update(rt: &Runtime, now: i64) -> UpdateStatement {
+    let mut claim = Query::update();
+    claim
+        .table(run::Entity)
+        .value(run::Column::Status, RunStatus::Running.as_str())
+        .value(run::Column::LockedBy, rt.worker_id.as_str())
+        .value(run::Column::LeaseUntil, rt.lease_from(now))
+        .value(run::Column::Claims, Expr::col(run::Column::Claims).add(1))
+        .value(
+            run::Column::StalledClaims,
+            Expr::col(run::Column::StalledClaims).add(1),
+        )
+        .value(
+            run::Column::StartedAt,
+            Func::coalesce([Expr::col(run::Column::StartedAt), Expr::val(now)]),
+        )
+        .value(run::Column::UpdatedAt, now)
+        .and_where(due_states())
+        .returning_all();
+    claim
+}
+
+/// Claimed rows as runs, with their events read after.
+async fn with_events(
+    rt: &Runtime,
+    rows: Vec<QueryResult>,
+) -> Result<Vec<(run::Model, ClaimedEvent)>, DbErr> {
+    let runs = rows
+        .iter()
+        .map(|row| run::Model::from_query_result(row, ""))
+        .collect::<Result<Vec<_>, _>>()?;
+    let events = events(rt, runs.iter().map(|r| r.event_id.clone()).collect()).await?;
+    Ok(runs
+        .into_iter()
+        .map(|r| {
+            // One event may have started several of these runs.
+            let event = match events.get(&r.event_id) {
+                Some(event) => event.clone(),
+                None => Err(gone(&r.event_id)),
+            };
+            (r, event)
+        })
+        .collect())
+}
+
+/// Serializes the claims of keyed runs among PostgreSQL processes, for the length of
+/// a claim's transaction (an arbitrary number, Nodebase's own).
+const KEYED_CLAIM_LOCK: i64 = 0x6e6f_6465_6261_7365;
+
+/// What a claim of keyed runs took, and whether it looked at a full window of
+/// candidates (then more may be claimable at once).
+pub(crate) struct KeyedClaim {
+    pub runs: Vec<(run::Model, ClaimedEvent)>,
+    pub more: bool,
+}
+
+/// Claims up to `limit` due runs with concurrency keys whose keys have room, oldest
+/// due first. One claimer at a time — SQLite's write lock, a transaction-scoped
+/// advisory lock on PostgreSQL — counts the running runs by key, reads the due runs
+/// of keys that are not full, takes what fits, and commits before the next counts.
+pub(crate) async fn claim_keyed(rt: &Runtime, limit: usize) -> Result<KeyedClaim, DbErr> {
+    let now = rt.clock.now_ms();
+    let postgres = rt.postgres();
+    let txn = if postgres {
+        let txn = rt.leases.begin().await?;
+        txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({KEYED_CLAIM_LOCK})"))
+            .await?;
+        txn
+    } else {
+        super::begin(rt).await?
+    };
+    let mut busy = Busy::now(&txn).await?;
+    let window = (limit * 4).max(64);
+    let mut due = Query::select();
+    due.columns([
+        run::Column::Id,
+        run::Column::FunctionId,
+        run::Column::ConcurrencyKey,
+        run::Column::ConcurrencyKey2,
+    ])
+    .from(run::Entity)
+    .and_where(due_states())
+    .and_where(Expr::col(run::Column::ConcurrencyKey).is_not_null())
+    .and_where(Expr::col(run::Column::DueAt).lte(now))
+    .order_by(run::Column::DueAt, Order::Asc)
+    .limit(window as u64);
+    if let Some(full) = busy.full(&rt.limits) {
+        due.cond_where(full.not());
+    }
+    let candidates = txn.query_all(&due).await?;
+    let more = candidates.len() == window;
+    let mut picked = Vec::new();
+    for row in &candidates {
+        let id: String = row.try_get("", run::Column::Id.as_str())?;
+        let keyed = Keyed::from_query_result(row, "")?;
+        if busy.held_back_by(&rt.limits, &keyed).is_none() {
+            busy.take(&keyed);
+            picked.push(id);
+            if picked.len() == limit {
+                break;
+            }
+        }
+    }
+    if picked.is_empty() {
+        txn.commit().await?;
+        return Ok(KeyedClaim {
+            runs: Vec::new(),
+            more: false,
+        });
+    }
+    let mut claim = claim_update(rt, now);
+    claim.and_where(id_col().is_in(picked));
+    let rows = txn.query_all(&claim).await?;
+    txn.commit().await?;
+    Ok(KeyedClaim {
+        runs: with_events(rt, rows).await?,
+        more,
+    })
+}
+
+/// A run's function and concurrency keys.
+#[derive(FromQueryResult)]
+pub(crate) struct Keyed {
+    pub function_id: String,
+    pub concurrency_key: Option<String>,
+    pub concurrency_key_2: Option<String>,
+}
+
+impl Keyed {
+    fn keys(&self) -> impl Iterator<Item = (usize, &str)> {
+        [&self.concurrency_key, &self.concurrency_key_2]
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, key)| key.as_deref().map(|key| (i, key)))
+    }
+}
+
+/// Runs executing, by (function, limit, key).
+#[derive(Default)]
+pub(crate) struct Busy(HashMap<(String, usize, String), u32>);
+
+impl Busy {
+    /// The keyed runs executing now, as `conn` sees them.
+    pub(crate) async fn now<C: ConnectionTrait>(conn: &C) -> Result<Busy, DbErr> {
+        let mut busy = Busy::default();
+        let mut running = Query::select();
+        running
+            .columns([
+                run::Column::FunctionId,
+                run::Column::ConcurrencyKey,
+                run::Column::ConcurrencyKey2,
+            ])
+            .from(run::Entity)
+            .and_where(super::running())
+            .and_where(Expr::col(run::Column::ConcurrencyKey).is_not_null());
+        for row in conn.query_all(&running).await? {
+            busy.take(&Keyed::from_query_result(&row, "")?);
+        }
+        Ok(busy)
+    }
+
+    fn take(&mut self, run: &Keyed) {
+        for (i, key) in run.keys() {
+            *self
+                .0
+                .entry((run.function_id.clone(), i, key.to_string()))
+                .or_default() += 1;
+        }
+    }
+
+    /// The first of the run's limits that has no room for it, if any (a limit this
+    /// process does not know of does not hold the run back).
+    pub(crate) fn held_back_by<'l>(
+        &self,
+        limits: &'l HashMap<String, Vec<Concurrency>>,
+        run: &Keyed,
+    ) -> Option<&'l Concurrency> {
+        let limits = limits.get(&run.function_id)?;
+        run.keys().find_map(|(i, key)| {
+            let limit = limits.get(i)?;
+            let busy = self
+                .0
+                .get(&(run.function_id.clone(), i, key.to_string()))
+                .copied()
+                .unwrap_or(0);
+            (busy >= limit.limit).then_some(limit)
+        })
+    }
+
+    /// A condition matching the runs of the keys that are full, if any is.
+    fn full(&self, limits: &HashMap<String, Vec<Concurrency>>) -> Option<Condition> {
+        let mut full = Condition::any();
+        let mut any = false;
+        for ((function_id, i, key), busy) in &self.0 {
+            let at_limit = limits
+                .get(function_id)
+                .and_then(|limits| limits.get(*i))
+                .is_some_and(|limit| *busy >= limit.limit);
+            if at_limit {
+                let column = if *i == 0 {
+                    run::Column::ConcurrencyKey
+                } else {
+                    run::Column::ConcurrencyKey2
+                };
+                full = full.add(
+                    Expr::col(run::Column::FunctionId)
+                        .eq(function_id.as_str())
+                        .and(Expr::col(column).eq(key.as_str())),
+                );
+                any = true;
+            }
+        }
+        any.then_some(full)
+    }
 }
 
 /// Names the event's columns apart from the run's in the claim's result (the run has
@@ -195,14 +384,33 @@ pub(crate) async fn steps(
     Ok(by_run)
 }
 
-/// When the next queued or sleeping run falls due, if any.
+/// When the next queued or sleeping run falls due, if any. A keyed run due already is
+/// left out: it waits for room in its keys, and a run of its function that stops
+/// executing rings the workers.
 pub(crate) async fn next_due(rt: &Runtime) -> Result<Option<i64>, DbErr> {
     let mut next = Query::select();
     next.expr(Func::min(Expr::col(run::Column::DueAt)))
         .from(run::Entity)
-        .and_where(due_states());
-    let row = rt.db.query_one(&next).await?;
-    match row {
+        .and_where(due_states())
+        .and_where(Expr::col(run::Column::ConcurrencyKey).is_null());
+    let mut due = min_due(rt, &next).await?;
+    if !rt.limits.is_empty() {
+        let mut keyed = Query::select();
+        keyed
+            .expr(Func::min(Expr::col(run::Column::DueAt)))
+            .from(run::Entity)
+            .and_where(due_states())
+            .and_where(Expr::col(run::Column::ConcurrencyKey).is_not_null())
+            .and_where(Expr::col(run::Column::DueAt).gt(rt.clock.now_ms()));
+        if let Some(keyed) = min_due(rt, &keyed).await? {
+            due = Some(due.map_or(keyed, |due| std::cmp::min(due, keyed)));
+        }
+    }
+    Ok(due)
+}
+
+async fn min_due(rt: &Runtime, query: &SelectStatement) -> Result<Option<i64>, DbErr> {
+    match rt.db.query_one(query).await? {
         Some(row) => row.try_get_by_index::<Option<i64>>(0),
         None => Ok(None),
     }

@@ -180,21 +180,23 @@ pub(crate) async fn rerun(rt: &Runtime, run_id: &str, now: i64) -> Result<Option
     if !old.status.is_final() {
         return Ok(None);
     }
+    // The re-run is queued as a send of its event would queue it: its concurrency keys
+    // and (the window starting now) its cancel waits come from the event.
+    let Some(event) = event::Entity::find_by_id(old.event_id.clone())
+        .one(&txn)
+        .await?
+        .and_then(|e| Event::try_from(e).ok())
+    else {
+        return Ok(None);
+    };
     let id = new_id();
-    let mut row = new_run(&id, &old.function_id, &old.event_id, old.user_id, now);
+    let mut row = new_run(rt, &id, &old.function_id, &event, now);
     row.rerun_of = sea_orm::Set(Some(old.id));
     run::Entity::insert(row)
         .exec_without_returning(&txn)
         .await?;
     if let Some(rules) = rt.cancel_rules.get(&old.function_id) {
-        // The cancel window starts at the re-run, as it would for a new event.
-        let event = event::Entity::find_by_id(old.event_id.clone())
-            .one(&txn)
-            .await?;
-        let waits: Vec<wait::ActiveModel> = event
-            .and_then(|e| Event::try_from(e).ok())
-            .map(|e| super::wait::cancel_waits(&id, &e, rules, now))
-            .unwrap_or_default()
+        let waits: Vec<wait::ActiveModel> = super::wait::cancel_waits(&id, &event, rules, now)
             .into_iter()
             .map(|w| w.into_active_model())
             .collect();

@@ -7,7 +7,9 @@ use sea_orm::{
     ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 
+use super::claim::{Busy, Keyed};
 use crate::domain::RunStatus;
+use crate::engine::concurrency::Concurrency;
 use crate::engine::entities::{event, run, step, wait};
 
 /// Filters for [`runs`]; `None` means "any".
@@ -184,6 +186,37 @@ pub async fn queue(db: &impl ConnectionTrait, now: i64) -> Result<Vec<(String, i
         .and_where(Expr::col(run::Column::DueAt).lte(now))
         .group_by_col(run::Column::FunctionId);
     triples(db, &query).await
+}
+
+/// For each of `runs` that is queued, due already and held back by a concurrency limit
+/// with no room: that limit. Counted as the claim counts.
+pub(crate) async fn held_back<'l>(
+    db: &impl ConnectionTrait,
+    limits: &'l HashMap<String, Vec<Concurrency>>,
+    runs: &[run::Model],
+    now: i64,
+) -> Result<HashMap<String, &'l Concurrency>, DbErr> {
+    let waiting: Vec<&run::Model> = runs
+        .iter()
+        .filter(|r| r.status == RunStatus::Queued && r.due_at <= now)
+        .filter(|r| r.concurrency_key.is_some())
+        .collect();
+    if waiting.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let busy = Busy::now(db).await?;
+    Ok(waiting
+        .into_iter()
+        .filter_map(|r| {
+            let keyed = Keyed {
+                function_id: r.function_id.clone(),
+                concurrency_key: r.concurrency_key.clone(),
+                concurrency_key_2: r.concurrency_key_2.clone(),
+            };
+            busy.held_back_by(limits, &keyed)
+                .map(|limit| (r.id.clone(), limit))
+        })
+        .collect())
 }
 
 /// When the latest run of `function_id` that belongs to no user (a cron tick's) was

@@ -10,6 +10,7 @@ use sea_orm::{
 
 use super::notify;
 use crate::domain::RunStatus;
+use crate::engine::concurrency;
 use crate::engine::cron::{tick_key, Schedule};
 use crate::engine::entities::{awaited_event, event, run, wait};
 use crate::engine::error::EngineError;
@@ -23,19 +24,23 @@ use crate::engine::runtime::Runtime;
 /// Rows per multi-row INSERT, well under SQLite's limit on bound parameters.
 const ROWS_PER_INSERT: usize = 500;
 
-/// A queued run of `function_id` for `event_id`, due now.
+/// A queued run of `function_id` for `event`, due now, with its concurrency keys.
 pub(crate) fn new_run(
+    rt: &Runtime,
     run_id: &str,
     function_id: &str,
-    event_id: &str,
-    user_id: Option<String>,
+    event: &Event,
     now: i64,
 ) -> run::ActiveModel {
+    let [key, key_2] = match rt.limits.get(function_id) {
+        Some(limits) => concurrency::keys(limits, &event.as_json()),
+        None => [None, None],
+    };
     run::ActiveModel {
         id: Set(run_id.to_string()),
         function_id: Set(function_id.to_string()),
-        event_id: Set(event_id.to_string()),
-        user_id: Set(user_id),
+        event_id: Set(event.id.clone()),
+        user_id: Set(event.user_id.clone()),
         status: Set(RunStatus::Queued),
         due_at: Set(now),
         locked_by: Set(None),
@@ -48,6 +53,8 @@ pub(crate) fn new_run(
         rerun_of: Set(None),
         invoked_by: Set(None),
         cancelled_by: Set(None),
+        concurrency_key: Set(key),
+        concurrency_key_2: Set(key_2),
         created_at: Set(now),
         started_at: Set(None),
         ended_at: Set(None),
@@ -103,29 +110,23 @@ fn rows(rt: &Runtime, p: Prepared, functions: &[String], awaited: bool, now: i64
     let mut runs = Vec::with_capacity(functions.len());
     let mut run_ids = Vec::with_capacity(functions.len());
     let mut cancels = Vec::new();
+    let event = Event {
+        id: event_id.clone(),
+        name: p.event.name.clone(),
+        data: p.event.data.clone(),
+        user_id: p.event.user_id.clone(),
+        ts: now,
+    };
     for function_id in functions {
         let run_id = new_id();
         if let Some(rules) = rt.cancel_rules.get(function_id) {
-            let event = Event {
-                id: event_id.clone(),
-                name: p.event.name.clone(),
-                data: p.event.data.clone(),
-                user_id: p.event.user_id.clone(),
-                ts: now,
-            };
             cancels.extend(
                 super::wait::cancel_waits(&run_id, &event, rules, now)
                     .into_iter()
                     .map(|w| w.into_active_model()),
             );
         }
-        runs.push(new_run(
-            &run_id,
-            function_id,
-            &event_id,
-            p.event.user_id.clone(),
-            now,
-        ));
+        runs.push(new_run(rt, &run_id, function_id, &event, now));
         run_ids.push(run_id);
     }
     let idempotency_key = p
@@ -187,6 +188,7 @@ async fn send_in_one_statement<C: ConnectionTrait>(
                 "user_id": m.user_id, "status": m.status.as_str(), "due_at": m.due_at,
                 "claims": m.claims, "stalled_claims": m.stalled_claims,
                 "attempts": m.attempts, "rerun_of": m.rerun_of,
+                "concurrency_key": m.concurrency_key, "concurrency_key_2": m.concurrency_key_2,
                 "created_at": m.created_at, "updated_at": m.updated_at,
             }));
         }
@@ -199,12 +201,15 @@ async fn send_in_one_statement<C: ConnectionTrait>(
         SELECT id, name, data, user_id, ts FROM json_to_recordset($1::json) \
         AS e(id text, name text, data text, user_id text, ts bigint)";
     const INSERT_RUNS: &str = "INSERT INTO run (id, function_id, event_id, user_id, status, \
-        due_at, claims, stalled_claims, attempts, rerun_of, created_at, updated_at) \
+        due_at, claims, stalled_claims, attempts, rerun_of, concurrency_key, \
+        concurrency_key_2, created_at, updated_at) \
         SELECT id, function_id, event_id, user_id, status, due_at, claims, stalled_claims, \
-        attempts, rerun_of, created_at, updated_at FROM json_to_recordset($2::json) \
+        attempts, rerun_of, concurrency_key, concurrency_key_2, created_at, updated_at \
+        FROM json_to_recordset($2::json) \
         AS r(id text, function_id text, event_id text, user_id text, status text, \
         due_at bigint, claims integer, stalled_claims integer, attempts integer, \
-        rerun_of text, created_at bigint, updated_at bigint)";
+        rerun_of text, concurrency_key text, concurrency_key_2 text, created_at bigint, \
+        updated_at bigint)";
     let events = serde_json::Value::Array(events).to_string();
     let statement = if runs.is_empty() {
         sea_orm::Statement::from_sql_and_values(DbBackend::Postgres, INSERT_EVENTS, [events.into()])

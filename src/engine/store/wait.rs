@@ -103,19 +103,9 @@ pub(crate) fn is_cancel_wait(wait_step_id: &str) -> bool {
 }
 
 /// An event as match fields and CEL expressions see it.
-fn as_json(event: &Event) -> Value {
-    serde_json::json!({
-        "id": event.id,
-        "name": event.name,
-        "data": event.data,
-        "user_id": event.user_id,
-        "ts": event.ts,
-    })
-}
-
 /// The value at `field` (`data.order.id`) of `event`, if it is a string, number or bool.
 pub(crate) fn field_value(event: &Event, field: &str) -> Option<String> {
-    let mut value = &as_json(event);
+    let mut value = &event.as_json();
     for part in field.split('.') {
         value = value.get(part)?;
     }
@@ -197,7 +187,7 @@ pub(crate) fn check_condition(expression: &str) -> Result<(), String> {
 fn condition_holds(expression: &str, waiting: &Event, new: &Event) -> Result<bool, String> {
     expr::holds(
         expression,
-        vec![("event", as_json(waiting)), ("async", as_json(new))],
+        vec![("event", waiting.as_json()), ("async", new.as_json())],
     )
 }
 

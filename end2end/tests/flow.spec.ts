@@ -1,0 +1,50 @@
+import { test, expect, Page } from '@playwright/test';
+import { hydrated, newEmail, signUp, watchConsole } from './helpers';
+
+/** Sends `name` with `data` from the Events page and waits for its toast. */
+async function sendEvent(page: Page, name: string, data: object): Promise<void> {
+  await page.getByLabel('Name').fill(name);
+  await page.getByLabel('Data (JSON)').fill(JSON.stringify(data));
+  await page.getByRole('button', { name: 'Send event' }).click();
+  await expect(page.locator('.toast').filter({ hasText: '이벤트 전송됨' }).last()).toBeVisible();
+}
+
+test('per-user-serial runs one user\'s sends one after the other, shown "queued: concurrency", and another user\'s beside them', async ({ page, browser }) => {
+  const errors = watchConsole(page);
+  await signUp(page, newEmail('serial'));
+  await page.goto('/functions');
+  await hydrated(page);
+  const card = page.locator('article.function[data-function="per-user-serial"]');
+  await expect(card.locator('.concurrency')).toContainText('1 at once per event.user_id');
+
+  await page.goto('/events');
+  await hydrated(page);
+  await sendEvent(page, 'demo/serial', { n: 1 });
+  await sendEvent(page, 'demo/serial', { n: 2 });
+
+  // Another user's send starts at once, though this user's second run waits.
+  const other = await (await browser.newContext()).newPage();
+  await signUp(other, newEmail('serial-other'));
+  await other.goto('/events');
+  await hydrated(other);
+  await sendEvent(other, 'demo/serial', { n: 1 });
+  await other.goto('/runs?function=per-user-serial');
+  await expect(other.locator('tr.run-row .status[data-status="running"], tr.run-row .status[data-status="completed"]')).toHaveCount(1, { timeout: 10_000 });
+
+  await page.goto('/runs?function=per-user-serial');
+  await hydrated(page);
+  const rows = page.locator('tr.run-row');
+  await expect(rows).toHaveCount(2);
+  // The list is newest first: the second send waits behind the first.
+  await expect(rows.nth(1).locator('.status')).toHaveAttribute('data-status', 'running', { timeout: 10_000 });
+  await expect(rows.nth(0).locator('.status')).toHaveAttribute('data-status', 'queued');
+  await expect(rows.nth(0).locator('td').first()).toHaveText(/queued: concurrency/);
+  await expect(rows.nth(0).locator('.held-back')).toHaveAttribute('title', /1 at once per event\.user_id/);
+
+  // The page refetches by itself: the second runs once the first is done, then both end.
+  await expect(rows.nth(0).locator('.status')).toHaveAttribute('data-status', 'running', { timeout: 15_000 });
+  await expect(rows.nth(1).locator('.status')).toHaveAttribute('data-status', 'completed');
+  await expect(rows.nth(0).locator('.held-back')).toHaveCount(0);
+  await expect(rows.nth(0).locator('.status')).toHaveAttribute('data-status', 'completed', { timeout: 15_000 });
+  expect(errors).toEqual([]);
+});
