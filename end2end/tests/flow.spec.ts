@@ -48,3 +48,35 @@ test('per-user-serial runs one user\'s sends one after the other, shown "queued:
   await expect(rows.nth(0).locator('.status')).toHaveAttribute('data-status', 'completed', { timeout: 15_000 });
   expect(errors).toEqual([]);
 });
+
+test('five quick demo/typing sends make one debounced-summary run, with the last text', async ({ page }) => {
+  const errors = watchConsole(page);
+  await signUp(page, newEmail('debounce'));
+  await page.goto('/functions');
+  await hydrated(page);
+  await expect(page.locator('article.function[data-function="debounced-summary"] .debounce')).toContainText('3s per user');
+
+  await page.goto('/events');
+  await hydrated(page);
+  for (const text of ['h', 'he', 'hel', 'hell', 'hello']) {
+    await sendEvent(page, 'demo/typing', { text });
+  }
+
+  await page.goto('/runs?function=debounced-summary');
+  await hydrated(page);
+  const rows = page.locator('tr.run-row');
+  await expect(rows).toHaveCount(1);
+  // Until the burst has been quiet for 3 s, the one run waits, saying why.
+  const first = rows.first();
+  if ((await first.locator('.status').getAttribute('data-status')) === 'queued') {
+    await expect(first.locator('td').first()).toHaveText(/queued: debounced/);
+  }
+  await expect(first.locator('.status')).toHaveAttribute('data-status', 'completed', { timeout: 15_000 });
+  await expect(first.locator('.held-back')).toHaveCount(0);
+  await expect(rows).toHaveCount(1);
+
+  await first.getByRole('link').click();
+  await hydrated(page);
+  await expect(page.locator('.two-col')).toContainText('"text": "hello"');
+  expect(errors).toEqual([]);
+});

@@ -10,6 +10,7 @@ mod m20261201_000005_auth_throttle;
 mod m20261201_000006_waits;
 mod m20261201_000007_invoke;
 mod m20261201_000008_concurrency;
+mod m20261201_000009_debounce;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000006_waits::Migration),
             Box::new(m20261201_000007_invoke::Migration),
             Box::new(m20261201_000008_concurrency::Migration),
+            Box::new(m20261201_000009_debounce::Migration),
         ]
     }
 }

@@ -19,6 +19,8 @@ pub struct FunctionView {
     pub cancelled_by: Vec<String>,
     /// Its concurrency limits: `1 at once per event.user_id`.
     pub concurrency: Vec<String>,
+    /// Its debounce: `3s per user`.
+    pub debounce: Option<String>,
     /// Its cron schedules, as `<pattern> (<time zone>)`.
     pub schedules: Vec<String>,
     /// The next tick of its schedules (Unix ms).
@@ -109,6 +111,7 @@ mod ssr {
                 retries: f.retry_limit(),
                 cancelled_by: f.cancels().iter().map(|rule| rule.to_string()).collect(),
                 concurrency: f.limits().iter().map(|l| l.to_string()).collect(),
+                debounce: f.debounced().map(|d| d.to_string()),
                 failure_handler: f.failure_handler_id(),
                 handles_failures_of: f.handles_failures_of().map(str::to_string),
                 counts: counts

@@ -25,9 +25,9 @@ pub struct RunRow {
     pub rerun_of: Option<String>,
     /// The run whose `step.invoke` started this one.
     pub invoked_by: Option<String>,
-    /// For a queued run that is due: the concurrency limit that holds it back
-    /// ("1 at once per event.user_id"), if one does.
-    pub held_back: Option<String>,
+    /// For a queued run that has not started: what holds it back, if anything does —
+    /// (`concurrency`, "1 at once per event.user_id") or (`debounce`, "3s per user").
+    pub held_back: Option<(String, String)>,
 }
 
 /// One page of runs, and the counts of all the user's runs by status.
@@ -170,7 +170,7 @@ mod ssr {
     use crate::engine::inspect::{self, RunFilter, RunListing};
     use crate::state::AppState;
 
-    fn row(listing: RunListing, held_back: &mut HashMap<String, String>) -> RunRow {
+    fn row(listing: RunListing, held_back: &mut HashMap<String, (String, String)>) -> RunRow {
         let RunListing {
             run,
             event_name,
@@ -193,17 +193,21 @@ mod ssr {
         }
     }
 
-    /// Which of these runs a concurrency limit holds back, and by which.
+    /// What holds back each of these runs that is queued, if anything does.
     async fn held_back(
         state: &AppState,
         listings: &[RunListing],
-    ) -> Result<HashMap<String, String>, AppError> {
+    ) -> Result<HashMap<String, (String, String)>, AppError> {
         let runs: Vec<_> = listings.iter().map(|l| l.run.clone()).collect();
-        state
+        let held = state
             .engine
             .held_back(&runs)
             .await
-            .map_err(crate::api::ssr::engine_error)
+            .map_err(crate::api::ssr::engine_error)?;
+        Ok(held
+            .into_iter()
+            .map(|(id, why)| (id, (why.by.to_string(), why.detail)))
+            .collect())
     }
 
     fn wait_view(w: wait::Model) -> WaitView {

@@ -56,14 +56,21 @@ pub fn StatusBadge(#[prop(into)] status: Badge) -> impl IntoView {
     }
 }
 
-/// ": concurrency" after a queued run's badge when a concurrency limit holds it back;
-/// the limit itself in the tooltip.
+/// After a queued run's badge, what holds it back — ": concurrency" or ": debounced" —
+/// with the limit or the debounce in the tooltip.
 #[component]
-pub fn HeldBack(why: Option<String>) -> impl IntoView {
-    why.map(|why| {
+pub fn HeldBack(why: Option<(String, String)>) -> impl IntoView {
+    why.map(|(by, detail)| {
+        let (word, title) = match by.as_str() {
+            "debounce" => (
+                "debounced",
+                format!("starts once no new event has come for {detail}"),
+            ),
+            _ => ("concurrency", format!("waiting for room: {detail}")),
+        };
         view! {
-            <span class="held-back" data-held-back="concurrency" title=format!("waiting for room: {why}")>
-                ": concurrency"
+            <span class="held-back" data-held-back=by title=title>
+                {format!(": {word}")}
             </span>
         }
     })

@@ -51,16 +51,9 @@ impl Concurrency {
     /// for a function-wide limit. A key that cannot be evaluated is `""` too: such runs
     /// share one slot group rather than escape the limit.
     pub(crate) fn key_for(&self, event: &Value) -> String {
-        let Some(expression) = &self.key else {
-            return String::new();
-        };
-        match expr::value(expression, vec![("event", event.clone())]) {
-            Ok(Value::String(s)) => s,
-            Ok(other) => other.to_string(),
-            Err(err) => {
-                tracing::debug!(key = %expression, error = %err, "a concurrency key could not be evaluated");
-                String::new()
-            }
+        match &self.key {
+            Some(expression) => expr::key(expression, event),
+            None => String::new(),
         }
     }
 }

@@ -7,6 +7,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 
 use super::completer::{self, Completer};
+use super::entities::run;
 use super::executor::execute;
 use super::function::Registry;
 use super::maintenance;
@@ -15,6 +16,7 @@ use super::notifier::{self, publish, Relay};
 use super::progress::RunRef;
 use super::runtime::Runtime;
 use super::store;
+use super::store::claim::ClaimedEvent;
 use crate::domain::RunStatus;
 
 /// The running worker pool of one process.
@@ -149,7 +151,7 @@ async fn dispatch(
 
 /// Claims up to `limit` runs — without concurrency keys first, then keyed ones that
 /// have room — and starts a task for each; returns how many it claimed, and whether
-/// more keyed ones may be claimable now.
+/// more keyed ones may be claimable now. The first runs start before the keyed claim.
 async fn claim_and_spawn(
     rt: &Arc<Runtime>,
     registry: &Arc<Registry>,
@@ -158,15 +160,28 @@ async fn claim_and_spawn(
     tasks: &mut JoinSet<()>,
     limit: usize,
 ) -> Result<(usize, bool), sea_orm::DbErr> {
-    let mut runs = store::claim::claim(rt, limit).await?;
+    let runs = store::claim::claim(rt, limit).await?;
+    let mut claimed = spawn(rt, registry, completer, slots, tasks, runs).await?;
     let mut more = false;
-    if runs.len() < limit && !rt.limits.is_empty() {
-        let keyed = store::claim::claim_keyed(rt, limit - runs.len()).await?;
-        runs.extend(keyed.runs);
+    if claimed < limit && !rt.limits.is_empty() {
+        let keyed = store::claim::claim_keyed(rt, limit - claimed).await?;
         more = keyed.more;
+        claimed += spawn(rt, registry, completer, slots, tasks, keyed.runs).await?;
     }
+    Ok((claimed, more))
+}
+
+/// Starts a task for each claimed run; returns how many.
+async fn spawn(
+    rt: &Arc<Runtime>,
+    registry: &Arc<Registry>,
+    completer: &Completer,
+    slots: &Arc<Semaphore>,
+    tasks: &mut JoinSet<()>,
+    runs: Vec<(run::Model, ClaimedEvent)>,
+) -> Result<usize, sea_orm::DbErr> {
     if runs.is_empty() {
-        return Ok((0, more));
+        return Ok(0);
     }
     let claimed = runs.len();
     metrics::claim(claimed);
@@ -222,5 +237,5 @@ async fn claim_and_spawn(
             drop(permit);
         });
     }
-    Ok((claimed, more))
+    Ok(claimed)
 }

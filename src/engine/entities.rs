@@ -76,6 +76,10 @@ pub mod run {
         pub concurrency_key: Option<String>,
         /// Its key for the second limit, if there is one.
         pub concurrency_key_2: Option<String>,
+        /// For a run of a debounced function: its debounce key, scoped to its user
+        /// (`<length of user id>:<user id>:<key>`). While the run has not started, a new
+        /// event for the key replaces its event and pushes its start back.
+        pub debounce_key: Option<String>,
         pub created_at: i64,
         pub started_at: Option<i64>,
         pub ended_at: Option<i64>,

@@ -36,3 +36,16 @@ fn evaluate(expression: &str, variables: Vec<(&str, Value)>) -> Result<cel::Valu
     }
     program.execute(&context).map_err(|e| e.to_string())
 }
+
+/// The value of the key `expression` over `event` as text — a string as it is, anything
+/// else as JSON — or `""` when it cannot be evaluated (such events share one key).
+pub(crate) fn key(expression: &str, event: &Value) -> String {
+    match value(expression, vec![("event", event.clone())]) {
+        Ok(Value::String(s)) => s,
+        Ok(other) => other.to_string(),
+        Err(err) => {
+            tracing::debug!(key = %expression, error = %err, "a key could not be evaluated");
+            String::new()
+        }
+    }
+}

@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use super::concurrency::Concurrency;
 use super::cron::Schedule;
+use super::debounce::Debounce;
 use super::error::{EngineError, FnError};
 use super::event::{validate_name, Event, NewEvent};
 use super::expr;
@@ -117,6 +118,8 @@ pub struct Function {
     schedules: Vec<(String, String)>,
     /// How many of its runs may execute at once, in all or per key.
     limits: Vec<Concurrency>,
+    /// How bursts of its events are folded into one run.
+    debounce: Option<Debounce>,
     /// One line saying what it does, for dashboards.
     description: String,
     handler: Handler,
@@ -184,6 +187,7 @@ impl Function {
             filters: HashMap::new(),
             schedules: Vec::new(),
             limits: Vec::new(),
+            debounce: None,
             description: String::new(),
             handler,
             on_failure: None,
@@ -290,6 +294,20 @@ impl Function {
     /// Its concurrency limits.
     pub fn limits(&self) -> &[Concurrency] {
         &self.limits
+    }
+
+    /// Folds each burst of events into one run, started with the burst's last event
+    /// once the burst has gone quiet: `debounce(Debounce::new(secs(3)))` — per user,
+    /// always (see [`Debounce`]). Events a later one took over from start no run of
+    /// their own; a send's receipt names the run that will handle it.
+    pub fn debounce(mut self, debounce: Debounce) -> Self {
+        self.debounce = Some(debounce);
+        self
+    }
+
+    /// How it is debounced, if it is.
+    pub fn debounced(&self) -> Option<&Debounce> {
+        self.debounce.as_ref()
     }
 
     /// Its cron schedules: (pattern, time zone).
@@ -478,6 +496,15 @@ impl Registry {
                 );
             }
             Concurrency::check(function.id(), function.limits())?;
+            if let Some(debounce) = function.debounced() {
+                debounce.check(function.id())?;
+                if !function.cancels().is_empty() {
+                    return Err(EngineError::InvalidFunction(format!(
+                        "function {:?}: a debounced function cannot also have cancel_on rules",
+                        function.id()
+                    )));
+                }
+            }
             for name in function.awaits() {
                 validate_name(name)?;
                 awaited.insert(name.clone());
@@ -596,6 +623,14 @@ impl Registry {
             .values()
             .filter(|f| !f.limits.is_empty())
             .map(|f| (f.id.clone(), f.limits.clone()))
+            .collect()
+    }
+
+    /// Each debounced function's debounce.
+    pub(crate) fn debounces(&self) -> HashMap<String, Debounce> {
+        self.functions
+            .values()
+            .filter_map(|f| f.debounce.clone().map(|d| (f.id.clone(), d)))
             .collect()
     }
 

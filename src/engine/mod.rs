@@ -21,6 +21,7 @@ mod clock;
 mod completer;
 mod concurrency;
 mod cron;
+mod debounce;
 mod dispatcher;
 pub mod entities;
 mod error;
@@ -41,6 +42,7 @@ pub use crate::domain::{RunStatus, StepKind, StepStatus};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use concurrency::{Concurrency, MAX_LIMITS};
 pub use cron::Schedule;
+pub use debounce::{Debounce, MAX_DEBOUNCE};
 pub use dispatcher::Workers;
 pub use error::{EngineError, FnError};
 pub use event::{
@@ -119,6 +121,7 @@ impl EngineBuilder {
         rt.failure_handlers = registry.failure_handlers();
         rt.cancel_rules = registry.cancel_rules();
         rt.limits = registry.limits();
+        rt.debounces = registry.debounces();
         Ok(Engine {
             rt: Arc::new(rt),
             registry: Arc::new(registry),
@@ -127,18 +130,15 @@ impl EngineBuilder {
 }
 
 impl Engine {
-    /// Why each of `runs` that is queued and due has not started, if a concurrency limit
-    /// holds it back: run id -> "1 at once per event.user_id".
+    /// What holds back each of `runs` that is queued and has not started, if anything
+    /// does: a debounce, or a concurrency limit with no room.
     pub async fn held_back(
         &self,
         runs: &[entities::run::Model],
-    ) -> Result<std::collections::HashMap<String, String>, EngineError> {
+    ) -> Result<std::collections::HashMap<String, inspect::HeldBack>, EngineError> {
         let now = self.rt.clock.now_ms();
-        let held = store::inspect::held_back(&self.rt.db, &self.rt.limits, runs, now).await?;
-        Ok(held
-            .into_iter()
-            .map(|(id, limit)| (id, limit.to_string()))
-            .collect())
+        let rt = &self.rt;
+        Ok(store::inspect::held_back(&rt.db, &rt.limits, &rt.debounces, runs, now).await?)
     }
 
     /// Starts building an engine over `db`.

@@ -103,6 +103,8 @@ pub(crate) struct Runtime {
     pub cancel_rules: HashMap<String, Vec<super::step::WaitFor>>,
     /// Function id -> its concurrency limits (`Function::concurrency`).
     pub limits: HashMap<String, Vec<super::concurrency::Concurrency>>,
+    /// Function id -> its debounce (`Function::debounce`).
+    pub debounces: HashMap<String, super::debounce::Debounce>,
 }
 
 /// The runs this process is executing, by id.
@@ -188,6 +190,7 @@ impl Runtime {
             failure_handlers: HashMap::new(),
             cancel_rules: HashMap::new(),
             limits: HashMap::new(),
+            debounces: HashMap::new(),
             worker_id: format!(
                 "{}-{}-{}",
                 hostname(),

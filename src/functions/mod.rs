@@ -1,5 +1,6 @@
 //! The app's own background functions, built only from the engine's public API.
 pub mod approval_flow;
+pub mod debounced_summary;
 pub mod fails_on_purpose;
 pub mod fan_out;
 pub mod flaky_with_fallback;
@@ -20,6 +21,7 @@ pub fn all() -> Vec<Function> {
         fails_on_purpose::function(),
         minutely_report::function(),
         per_user_serial::function(),
+        debounced_summary::function(),
         fan_out::function(),
         fan_out::item(),
         parent_invokes_child::parent(),

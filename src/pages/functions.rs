@@ -78,6 +78,10 @@ fn FunctionCard(
                     <dt>"Concurrency"</dt>
                     <dd class="concurrency">{function.concurrency.iter().map(|c| view! { <code class="trigger">{c.clone()}</code> " " }).collect_view()}</dd>
                 })}
+                {function.debounce.clone().map(|d| view! {
+                    <dt>"Debounce"</dt>
+                    <dd class="debounce"><code class="trigger">{d}</code></dd>
+                })}
                 {(!function.cancelled_by.is_empty()).then(|| view! {
                     <dt>"Cancelled by"</dt>
                     <dd class="cancelled-by">{function.cancelled_by.iter().map(|t| view! { <code class="trigger">{t.clone()}</code> " " }).collect_view()}</dd>

@@ -103,8 +103,13 @@ fn RunView(
                 <dt>"Ended"</dt><dd>{run.ended_at.map(format_time).unwrap_or_else(|| "—".into())}</dd>
                 <dt>"Duration"</dt><dd>{duration}</dd>
                 <dt>"Attempts"</dt><dd>{run.attempts}</dd>
-                {run.held_back.clone().map(|why| view! {
-                    <dt>"Waiting for"</dt><dd class="held-back-why">{format!("a concurrency slot ({why})")}</dd>
+                {run.held_back.clone().map(|(by, detail)| {
+                    let why = if by == "debounce" {
+                        format!("the burst of events to go quiet (debounce: {detail})")
+                    } else {
+                        format!("a concurrency slot ({detail})")
+                    };
+                    view! { <dt>"Waiting for"</dt><dd class="held-back-why">{why}</dd> }
                 })}
                 {run.rerun_of.clone().map(|of| view! {
                     <dt>"Re-run of"</dt><dd><A href=format!("/runs/{of}")>{of.clone()}</A></dd>

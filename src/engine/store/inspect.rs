@@ -10,6 +10,7 @@ use sea_orm::{
 use super::claim::{Busy, Keyed};
 use crate::domain::RunStatus;
 use crate::engine::concurrency::Concurrency;
+use crate::engine::debounce::Debounce;
 use crate::engine::entities::{event, run, step, wait};
 
 /// Filters for [`runs`]; `None` means "any".
@@ -188,35 +189,62 @@ pub async fn queue(db: &impl ConnectionTrait, now: i64) -> Result<Vec<(String, i
     triples(db, &query).await
 }
 
-/// For each of `runs` that is queued, due already and held back by a concurrency limit
-/// with no room: that limit. Counted as the claim counts.
-pub(crate) async fn held_back<'l>(
+/// Why a queued run has not started.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeldBack {
+    /// `concurrency` or `debounce`.
+    pub by: &'static str,
+    /// The limit ("1 at once per event.user_id") or the debounce ("3s per user").
+    pub detail: String,
+}
+
+/// For each of `runs` that is queued and has not started: what holds it back, if
+/// anything does — a debounce whose period has not passed, or (for a run due already)
+/// a concurrency limit with no room, counted as the claim counts.
+pub(crate) async fn held_back(
     db: &impl ConnectionTrait,
-    limits: &'l HashMap<String, Vec<Concurrency>>,
+    limits: &HashMap<String, Vec<Concurrency>>,
+    debounces: &HashMap<String, Debounce>,
     runs: &[run::Model],
     now: i64,
-) -> Result<HashMap<String, &'l Concurrency>, DbErr> {
-    let waiting: Vec<&run::Model> = runs
-        .iter()
-        .filter(|r| r.status == RunStatus::Queued && r.due_at <= now)
-        .filter(|r| r.concurrency_key.is_some())
+) -> Result<HashMap<String, HeldBack>, DbErr> {
+    let queued = runs.iter().filter(|r| r.status == RunStatus::Queued);
+    let mut held: HashMap<String, HeldBack> = queued
+        .clone()
+        .filter(|r| r.debounce_key.is_some() && r.claims == 0 && r.due_at > now)
+        .filter_map(|r| {
+            let debounce = debounces.get(&r.function_id)?;
+            Some((
+                r.id.clone(),
+                HeldBack {
+                    by: "debounce",
+                    detail: debounce.to_string(),
+                },
+            ))
+        })
+        .collect();
+    let waiting: Vec<&run::Model> = queued
+        .filter(|r| r.due_at <= now && r.concurrency_key.is_some())
         .collect();
     if waiting.is_empty() {
-        return Ok(HashMap::new());
+        return Ok(held);
     }
     let busy = Busy::now(db).await?;
-    Ok(waiting
-        .into_iter()
-        .filter_map(|r| {
-            let keyed = Keyed {
-                function_id: r.function_id.clone(),
-                concurrency_key: r.concurrency_key.clone(),
-                concurrency_key_2: r.concurrency_key_2.clone(),
+    for r in waiting {
+        let keyed = Keyed {
+            function_id: r.function_id.clone(),
+            concurrency_key: r.concurrency_key.clone(),
+            concurrency_key_2: r.concurrency_key_2.clone(),
+        };
+        if let Some(limit) = busy.held_back_by(limits, &keyed) {
+            let why = HeldBack {
+                by: "concurrency",
+                detail: limit.to_string(),
             };
-            busy.held_back_by(limits, &keyed)
-                .map(|limit| (r.id.clone(), limit))
-        })
-        .collect())
+            held.insert(r.id.clone(), why);
+        }
+    }
+    Ok(held)
 }
 
 /// When the latest run of `function_id` that belongs to no user (a cron tick's) was

@@ -55,6 +55,7 @@ pub(crate) fn new_run(
         cancelled_by: Set(None),
         concurrency_key: Set(key),
         concurrency_key_2: Set(key_2),
+        debounce_key: Set(None),
         created_at: Set(now),
         started_at: Set(None),
         ended_at: Set(None),
@@ -83,13 +84,16 @@ pub(crate) async fn send_many<'a, C: ConnectionTrait + TransactionTrait>(
         })
         .collect();
     let one_statement = conn.get_database_backend() == DbBackend::Postgres
-        && rows
-            .iter()
-            .all(|r| r.idempotency_key.is_none() && r.awaited.is_none() && r.cancels.is_empty());
+        && rows.iter().all(|r| {
+            r.idempotency_key.is_none()
+                && r.awaited.is_none()
+                && r.cancels.is_empty()
+                && r.runs.iter().all(|run| !is_debounced(run))
+        });
     if one_statement {
         send_in_one_statement(conn, rows).await
     } else {
-        send_in_transaction(conn, rows).await
+        send_in_transaction(rt, conn, rows).await
     }
 }
 
@@ -126,7 +130,14 @@ fn rows(rt: &Runtime, p: Prepared, functions: &[String], awaited: bool, now: i64
                     .map(|w| w.into_active_model()),
             );
         }
-        runs.push(new_run(rt, &run_id, function_id, &event, now));
+        let mut run = new_run(rt, &run_id, function_id, &event, now);
+        if let Some(debounce) = rt.debounces.get(function_id) {
+            // Queued for the end of the period; a later event of the burst takes it over.
+            let key = debounce.key_for(&event.as_json());
+            run.debounce_key = Set(Some(scoped_key(event.user_id.as_deref(), &key)));
+            run.due_at = Set(now + debounce.period_ms());
+        }
+        runs.push(run);
         run_ids.push(run_id);
     }
     let idempotency_key = p
@@ -228,9 +239,14 @@ async fn send_in_one_statement<C: ConnectionTrait>(
     Ok(receipts)
 }
 
+fn is_debounced(run: &run::ActiveModel) -> bool {
+    matches!(&run.debounce_key, sea_orm::ActiveValue::Set(Some(_)))
+}
+
 /// Everything else: a transaction of our own on a plain connection, a savepoint inside
 /// the caller's transaction.
 async fn send_in_transaction<C: ConnectionTrait + TransactionTrait>(
+    rt: &Runtime,
     conn: &C,
     rows: Vec<Rows>,
 ) -> Result<Vec<SendReceipt>, EngineError> {
@@ -241,6 +257,8 @@ async fn send_in_transaction<C: ConnectionTrait + TransactionTrait>(
     let mut run_rows = Vec::with_capacity(rows.len());
     let mut awaited_rows = Vec::new();
     let mut cancel_rows = Vec::new();
+    // Debounced runs, with where their ids go in the receipts: (receipt, run).
+    let mut debounced = Vec::new();
     for r in rows {
         if let Some(key) = &r.idempotency_key {
             // Insert-or-skip in one statement, so concurrent sends with one key agree.
@@ -263,7 +281,13 @@ async fn send_in_transaction<C: ConnectionTrait + TransactionTrait>(
         } else {
             event_rows.push(r.event);
         }
-        run_rows.extend(r.runs);
+        for (i, run) in r.runs.into_iter().enumerate() {
+            if is_debounced(&run) {
+                debounced.push(((receipts.len(), i), run));
+            } else {
+                run_rows.push(run);
+            }
+        }
         awaited_rows.extend(r.awaited);
         cancel_rows.extend(r.cancels);
         receipts.push(r.receipt);
@@ -278,6 +302,12 @@ async fn send_in_transaction<C: ConnectionTrait + TransactionTrait>(
             .exec_without_returning(conn)
             .await?;
     }
+    let any_debounced = !debounced.is_empty();
+    for ((receipt, i), run) in debounced {
+        // The pending run it joins, or the new one it starts.
+        let id = debounce(rt, conn, run).await?;
+        receipts[receipt].run_ids[i] = id;
+    }
     for chunk in cancel_rows.chunks(ROWS_PER_INSERT / 2) {
         wait::Entity::insert_many(chunk.to_vec())
             .exec_without_returning(conn)
@@ -288,7 +318,7 @@ async fn send_in_transaction<C: ConnectionTrait + TransactionTrait>(
             .exec_without_returning(conn)
             .await?;
     }
-    if !run_rows.is_empty() {
+    if !run_rows.is_empty() || any_debounced {
         notify::wake_on_commit(conn).await?;
     }
     if !awaited_rows.is_empty() {
@@ -296,6 +326,78 @@ async fn send_in_transaction<C: ConnectionTrait + TransactionTrait>(
     }
     txn.commit().await?;
     Ok(receipts)
+}
+
+/// Queues a debounced run, or — if its function has a run for the same debounce key
+/// that has not started yet — hands that run the new event and moves its start to the
+/// new run's due time (capped by the max wait from the pending run's first event), in
+/// one statement on the unique index of such runs. Returns the id of the run that
+/// will handle the event.
+async fn debounce<C: ConnectionTrait>(
+    rt: &Runtime,
+    conn: &C,
+    run: run::ActiveModel,
+) -> Result<String, EngineError> {
+    use sea_orm::TryIntoModel;
+
+    let m = run.try_into_model()?;
+    let backend = conn.get_database_backend();
+    let postgres = backend == DbBackend::Postgres;
+    let max_wait = rt
+        .debounces
+        .get(&m.function_id)
+        .and_then(|d| d.max_wait_ms());
+    let due = match max_wait {
+        None => "excluded.due_at".to_string(),
+        Some(ms) => {
+            let least = if postgres { "LEAST" } else { "MIN" };
+            format!("{least}(excluded.due_at, run.created_at + {ms})")
+        }
+    };
+    let values: Vec<sea_orm::Value> = vec![
+        m.id.into(),
+        m.function_id.into(),
+        m.event_id.into(),
+        m.user_id.into(),
+        m.status.as_str().into(),
+        m.due_at.into(),
+        m.claims.into(),
+        m.stalled_claims.into(),
+        m.attempts.into(),
+        m.concurrency_key.into(),
+        m.concurrency_key_2.into(),
+        m.debounce_key.into(),
+        m.created_at.into(),
+        m.updated_at.into(),
+    ];
+    let params: Vec<String> = (1..=values.len())
+        .map(|i| {
+            if postgres {
+                format!("${i}")
+            } else {
+                "?".into()
+            }
+        })
+        .collect();
+    let sql = format!(
+        "INSERT INTO run (id, function_id, event_id, user_id, status, due_at, claims, \
+         stalled_claims, attempts, concurrency_key, concurrency_key_2, debounce_key, \
+         created_at, updated_at) VALUES ({}) \
+         ON CONFLICT (function_id, debounce_key) \
+         WHERE status = 'queued' AND claims = 0 AND debounce_key IS NOT NULL \
+         DO UPDATE SET event_id = excluded.event_id, due_at = {due}, \
+         concurrency_key = excluded.concurrency_key, \
+         concurrency_key_2 = excluded.concurrency_key_2, updated_at = excluded.updated_at \
+         RETURNING id",
+        params.join(", ")
+    );
+    let row = conn
+        .query_one_raw(sea_orm::Statement::from_sql_and_values(
+            backend, sql, values,
+        ))
+        .await?
+        .ok_or_else(|| EngineError::Database("a debounced run was not recorded".into()))?;
+    Ok(row.try_get_by_index::<String>(0)?)
 }
 
 /// The idempotency key of the [`FAILED`] event of run `run_id`: one per failed run.
