@@ -3,7 +3,7 @@ use std::collections::HashMap;
 
 use sea_orm::sea_query::{
     Alias, Asterisk, CommonTableExpression, Condition, Expr, ExprTrait, Func, LockBehavior,
-    LockType, Order, Query, SelectStatement, UpdateStatement, WithClause,
+    LockType, Order, Query, UpdateStatement, WithClause,
 };
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbErr, EntityTrait, FromQueryResult, IdenStatic, Iterable,
@@ -398,14 +398,15 @@ pub(crate) async fn steps(
 
 /// When the next queued or sleeping run falls due, if any. A keyed run due already is
 /// left out: it waits for room in its keys, and a run of its function that stops
-/// executing rings the workers.
+/// executing rings the workers. One round trip.
 pub(crate) async fn next_due(rt: &Runtime) -> Result<Option<i64>, DbErr> {
-    let mut next = Query::select();
-    next.expr(Func::min(Expr::col(run::Column::DueAt)))
+    let mut free = Query::select();
+    free.expr(Func::min(Expr::col(run::Column::DueAt)))
         .from(run::Entity)
         .and_where(due_states())
         .and_where(Expr::col(run::Column::ConcurrencyKey).is_null());
-    let mut due = min_due(rt, &next).await?;
+    let mut next = Query::select();
+    next.expr(Expr::SubQuery(None, Box::new(free.into())));
     if !rt.limits.is_empty() {
         let mut keyed = Query::select();
         keyed
@@ -414,18 +415,21 @@ pub(crate) async fn next_due(rt: &Runtime) -> Result<Option<i64>, DbErr> {
             .and_where(due_states())
             .and_where(Expr::col(run::Column::ConcurrencyKey).is_not_null())
             .and_where(Expr::col(run::Column::DueAt).gt(rt.clock.now_ms()));
-        if let Some(keyed) = min_due(rt, &keyed).await? {
-            due = Some(due.map_or(keyed, |due| std::cmp::min(due, keyed)));
-        }
+        next.expr(Expr::SubQuery(None, Box::new(keyed.into())));
     }
-    Ok(due)
-}
-
-async fn min_due(rt: &Runtime, query: &SelectStatement) -> Result<Option<i64>, DbErr> {
-    match rt.db.query_one(query).await? {
-        Some(row) => row.try_get_by_index::<Option<i64>>(0),
-        None => Ok(None),
-    }
+    let Some(row) = rt.db.query_one(&next).await? else {
+        return Ok(None);
+    };
+    let free: Option<i64> = row.try_get_by_index(0)?;
+    let keyed: Option<i64> = if rt.limits.is_empty() {
+        None
+    } else {
+        row.try_get_by_index(1)?
+    };
+    Ok(match (free, keyed) {
+        (Some(a), Some(b)) => Some(std::cmp::min(a, b)),
+        (a, b) => a.or(b),
+    })
 }
 
 /// Renews the leases of this worker's runs that are still executing.

@@ -190,7 +190,9 @@ pub(crate) async fn rerun(rt: &Runtime, run_id: &str, now: i64) -> Result<Option
         return Ok(None);
     };
     let id = new_id();
-    let mut row = new_run(rt, &id, &old.function_id, &event, now);
+    let mut row = new_run(&id, &old.function_id, &old.event_id, old.user_id, now);
+    // Not debounced: a re-run is asked for by hand and starts now.
+    super::send::with_concurrency_keys(rt, &mut row, &old.function_id, &event);
     row.rerun_of = sea_orm::Set(Some(old.id));
     run::Entity::insert(row)
         .exec_without_returning(&txn)

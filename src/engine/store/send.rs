@@ -24,23 +24,19 @@ use crate::engine::runtime::Runtime;
 /// Rows per multi-row INSERT, well under SQLite's limit on bound parameters.
 const ROWS_PER_INSERT: usize = 500;
 
-/// A queued run of `function_id` for `event`, due now, with its concurrency keys.
+/// A queued run of `function_id` for `event_id`, due now (see [`with_concurrency_keys`]).
 pub(crate) fn new_run(
-    rt: &Runtime,
     run_id: &str,
     function_id: &str,
-    event: &Event,
+    event_id: &str,
+    user_id: Option<String>,
     now: i64,
 ) -> run::ActiveModel {
-    let [key, key_2] = match rt.limits.get(function_id) {
-        Some(limits) => concurrency::keys(limits, &event.as_json()),
-        None => [None, None],
-    };
     run::ActiveModel {
         id: Set(run_id.to_string()),
         function_id: Set(function_id.to_string()),
-        event_id: Set(event.id.clone()),
-        user_id: Set(event.user_id.clone()),
+        event_id: Set(event_id.to_string()),
+        user_id: Set(user_id),
         status: Set(RunStatus::Queued),
         due_at: Set(now),
         locked_by: Set(None),
@@ -53,13 +49,27 @@ pub(crate) fn new_run(
         rerun_of: Set(None),
         invoked_by: Set(None),
         cancelled_by: Set(None),
-        concurrency_key: Set(key),
-        concurrency_key_2: Set(key_2),
+        concurrency_key: Set(None),
+        concurrency_key_2: Set(None),
         debounce_key: Set(None),
         created_at: Set(now),
         started_at: Set(None),
         ended_at: Set(None),
         updated_at: Set(now),
+    }
+}
+
+/// Gives a new run of `function_id` the concurrency keys its limits take from `event`.
+pub(crate) fn with_concurrency_keys(
+    rt: &Runtime,
+    run: &mut run::ActiveModel,
+    function_id: &str,
+    event: &Event,
+) {
+    if let Some(limits) = rt.limits.get(function_id) {
+        let [key, key_2] = concurrency::keys(limits, &event.as_json());
+        run.concurrency_key = Set(key);
+        run.concurrency_key_2 = Set(key_2);
     }
 }
 
@@ -114,28 +124,44 @@ fn rows(rt: &Runtime, p: Prepared, functions: &[String], awaited: bool, now: i64
     let mut runs = Vec::with_capacity(functions.len());
     let mut run_ids = Vec::with_capacity(functions.len());
     let mut cancels = Vec::new();
-    let event = Event {
+    // The event as a handler will see it, built only for functions whose runs need it
+    // at the send (cancel rules, concurrency keys, debounce keys).
+    let needs_event = |id: &String| {
+        rt.cancel_rules.contains_key(id)
+            || rt.limits.contains_key(id)
+            || rt.debounces.contains_key(id)
+    };
+    let event = functions.iter().any(needs_event).then(|| Event {
         id: event_id.clone(),
         name: p.event.name.clone(),
         data: p.event.data.clone(),
         user_id: p.event.user_id.clone(),
         ts: now,
-    };
+    });
     for function_id in functions {
         let run_id = new_id();
-        if let Some(rules) = rt.cancel_rules.get(function_id) {
-            cancels.extend(
-                super::wait::cancel_waits(&run_id, &event, rules, now)
-                    .into_iter()
-                    .map(|w| w.into_active_model()),
-            );
-        }
-        let mut run = new_run(rt, &run_id, function_id, &event, now);
-        if let Some(debounce) = rt.debounces.get(function_id) {
-            // Queued for the end of the period; a later event of the burst takes it over.
-            let key = debounce.key_for(&event.as_json());
-            run.debounce_key = Set(Some(scoped_key(event.user_id.as_deref(), &key)));
-            run.due_at = Set(now + debounce.period_ms());
+        let mut run = new_run(
+            &run_id,
+            function_id,
+            &event_id,
+            p.event.user_id.clone(),
+            now,
+        );
+        if let Some(event) = event.as_ref().filter(|_| needs_event(function_id)) {
+            if let Some(rules) = rt.cancel_rules.get(function_id) {
+                cancels.extend(
+                    super::wait::cancel_waits(&run_id, event, rules, now)
+                        .into_iter()
+                        .map(|w| w.into_active_model()),
+                );
+            }
+            with_concurrency_keys(rt, &mut run, function_id, event);
+            if let Some(debounce) = rt.debounces.get(function_id) {
+                // Due a period away; a later event of the burst takes it over.
+                let key = debounce.key_for(&event.as_json());
+                run.debounce_key = Set(Some(scoped_key(event.user_id.as_deref(), &key)));
+                run.due_at = Set(now + debounce.period_ms());
+            }
         }
         runs.push(run);
         run_ids.push(run_id);
