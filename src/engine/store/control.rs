@@ -170,7 +170,8 @@ pub(crate) async fn cancel<C: ConnectionTrait + TransactionTrait>(
 /// Queues a new run like `run_id` (same function, same event) if `run_id` has finished,
 /// with the waits of its function's cancel rules, as a send would, in one transaction.
 pub(crate) async fn rerun(rt: &Runtime, run_id: &str, now: i64) -> Result<Option<String>, DbErr> {
-    let txn = rt.db.begin().await?;
+    // IMMEDIATE on SQLite: it reads, then writes, and must not lose the write lock race.
+    let txn = super::begin(rt).await?;
     let Some(old) = run::Entity::find_by_id(run_id.to_string())
         .one(&txn)
         .await?
