@@ -24,7 +24,9 @@ use serde_json::json;
 use tokio::sync::{broadcast, mpsc};
 
 use crate::engine::entities::{run, wait};
-use crate::engine::{Engine, EngineConfig, Function, NewEvent, RunStatus, RunUpdate, WaitFor};
+use crate::engine::{
+    Engine, EngineConfig, Function, NewEvent, RunStatus, RunUpdate, Throttle, WaitFor,
+};
 use crate::server::StartError;
 
 /// What to measure, from the command line.
@@ -94,6 +96,14 @@ fn bench_engine(
             steps_function("bench-keyed", "bench/keyed", 1, None)
                 .concurrency_key(1, format!("int(event.data.i) % {KEYS}")),
         )
+        .function(
+            // Never binding here (20 runs per key at 20,000 runs): it prices the count
+            // of each key's starts that every first claim makes.
+            steps_function("bench-throttled", "bench/throttled", 1, None).throttle(
+                Throttle::new(100, Duration::from_secs(1))
+                    .key(format!("int(event.data.i) % {KEYS}")),
+            ),
+        )
         .function(waiting_function(resumed))
         .config(EngineConfig {
             workers,
@@ -149,6 +159,10 @@ pub async fn run(args: BenchArgs) -> Result<(), StartError> {
         (
             "bench/keyed",
             "keyed one-step (1,000 keys, 1 at once per key)",
+        ),
+        (
+            "bench/throttled",
+            "throttled one-step (1,000 keys, 100 starts per 1s per key)",
         ),
     ];
     for (event, label) in phases {

@@ -85,3 +85,40 @@ test('five quick demo/typing sends make one debounced-summary run, with the last
   await expect(page.locator('.two-col')).toContainText('"text": "hello"');
   expect(errors).toEqual([]);
 });
+
+test('throttled-api starts two sends per 10 s, shows the third "queued: throttled" until when, and starts it by itself', async ({ page }) => {
+  const errors = watchConsole(page);
+  await signUp(page, newEmail('throttle'));
+  await page.goto('/functions');
+  await hydrated(page);
+  await expect(page.locator('article.function[data-function="throttled-api"] .throttle'))
+    .toContainText('2 starts per 10s per event.user_id');
+
+  await page.goto('/events');
+  await hydrated(page);
+  for (const n of [1, 2, 3]) {
+    await sendEvent(page, 'demo/api-call', { n });
+  }
+
+  await page.goto('/runs?function=throttled-api');
+  await hydrated(page);
+  const rows = page.locator('tr.run-row');
+  await expect(rows).toHaveCount(3);
+  // Newest first: the first two sends have run; the third waits for the window.
+  await expect(rows.nth(2).locator('.status')).toHaveAttribute('data-status', 'completed');
+  await expect(rows.nth(1).locator('.status')).toHaveAttribute('data-status', 'completed');
+  const third = rows.nth(0);
+  await expect(third.locator('.status')).toHaveAttribute('data-status', 'queued');
+  await expect(third.locator('td').first()).toHaveText(/queued: throttled/);
+  await expect(third.locator('.held-back')).toHaveAttribute('title', /2 starts per 10s per event\.user_id\): not before \d/);
+
+  // Its run page says what it waits for and until when.
+  await third.getByRole('link').click();
+  await hydrated(page);
+  await expect(page.locator('.held-back-why')).toHaveText(/its throttle \(2 starts per 10s per event\.user_id\): not before \d/);
+
+  // About 10 s after the first start it runs, and the page follows without a reload.
+  await expect(page.locator('header .status')).toHaveAttribute('data-status', 'completed', { timeout: 20_000 });
+  await expect(page.locator('.held-back-why')).toHaveCount(0);
+  expect(errors).toEqual([]);
+});

@@ -11,6 +11,7 @@ mod m20261201_000006_waits;
 mod m20261201_000007_invoke;
 mod m20261201_000008_concurrency;
 mod m20261201_000009_debounce;
+mod m20261201_000010_throttle;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000007_invoke::Migration),
             Box::new(m20261201_000008_concurrency::Migration),
             Box::new(m20261201_000009_debounce::Migration),
+            Box::new(m20261201_000010_throttle::Migration),
         ]
     }
 }

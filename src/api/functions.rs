@@ -21,6 +21,8 @@ pub struct FunctionView {
     pub concurrency: Vec<String>,
     /// Its debounce: `3s per user`.
     pub debounce: Option<String>,
+    /// Its throttle: `2 starts per 10s per event.user_id`.
+    pub throttle: Option<String>,
     /// Its cron schedules, as `<pattern> (<time zone>)`.
     pub schedules: Vec<String>,
     /// The next tick of its schedules (Unix ms).
@@ -112,6 +114,7 @@ mod ssr {
                 cancelled_by: f.cancels().iter().map(|rule| rule.to_string()).collect(),
                 concurrency: f.limits().iter().map(|l| l.to_string()).collect(),
                 debounce: f.debounced().map(|d| d.to_string()),
+                throttle: f.throttled().map(|t| t.to_string()),
                 failure_handler: f.failure_handler_id(),
                 handles_failures_of: f.handles_failures_of().map(str::to_string),
                 counts: counts

@@ -25,9 +25,18 @@ pub struct RunRow {
     pub rerun_of: Option<String>,
     /// The run whose `step.invoke` started this one.
     pub invoked_by: Option<String>,
-    /// For a queued run that has not started: what holds it back, if anything does —
-    /// (`concurrency`, "1 at once per event.user_id") or (`debounce`, "3s per user").
-    pub held_back: Option<(String, String)>,
+    /// For a queued run that has not started: what holds it back, if anything does.
+    pub held_back: Option<HeldBackView>,
+}
+
+/// Why a queued run has not started: `by` is `concurrency` ("1 at once per
+/// event.user_id"), `throttle` ("2 starts per 10s per event.user_id", with the earliest
+/// start in `until`) or `debounce` ("3s per user").
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldBackView {
+    pub by: String,
+    pub detail: String,
+    pub until: Option<i64>,
 }
 
 /// One page of runs, and the counts of all the user's runs by status.
@@ -170,7 +179,7 @@ mod ssr {
     use crate::engine::inspect::{self, RunFilter, RunListing};
     use crate::state::AppState;
 
-    fn row(listing: RunListing, held_back: &mut HashMap<String, (String, String)>) -> RunRow {
+    fn row(listing: RunListing, held_back: &mut HashMap<String, HeldBackView>) -> RunRow {
         let RunListing {
             run,
             event_name,
@@ -197,7 +206,7 @@ mod ssr {
     async fn held_back(
         state: &AppState,
         listings: &[RunListing],
-    ) -> Result<HashMap<String, (String, String)>, AppError> {
+    ) -> Result<HashMap<String, HeldBackView>, AppError> {
         let runs: Vec<_> = listings.iter().map(|l| l.run.clone()).collect();
         let held = state
             .engine
@@ -206,7 +215,14 @@ mod ssr {
             .map_err(crate::api::ssr::engine_error)?;
         Ok(held
             .into_iter()
-            .map(|(id, why)| (id, (why.by.to_string(), why.detail)))
+            .map(|(id, why)| {
+                let view = HeldBackView {
+                    by: why.by.to_string(),
+                    detail: why.detail,
+                    until: why.until,
+                };
+                (id, view)
+            })
             .collect())
     }
 

@@ -1,6 +1,8 @@
 //! How run and step states look: a coloured badge with an icon.
 use leptos::prelude::*;
 
+use crate::api::runs::HeldBackView;
+use crate::components::time::format_time;
 use crate::domain::{RunStatus, StepStatus};
 
 /// A state as a badge shows it.
@@ -56,22 +58,34 @@ pub fn StatusBadge(#[prop(into)] status: Badge) -> impl IntoView {
     }
 }
 
-/// After a queued run's badge, what holds it back — ": concurrency" or ": debounced" —
-/// with the limit or the debounce in the tooltip.
+/// After a queued run's badge, what holds it back — ": concurrency", ": throttled" or
+/// ": debounced" — with the reason in full in the tooltip.
 #[component]
-pub fn HeldBack(why: Option<(String, String)>) -> impl IntoView {
-    why.map(|(by, detail)| {
-        let (word, title) = match by.as_str() {
-            "debounce" => (
-                "debounced",
-                format!("starts once no new event has come for {detail}"),
-            ),
-            _ => ("concurrency", format!("waiting for room: {detail}")),
+pub fn HeldBack(why: Option<HeldBackView>) -> impl IntoView {
+    why.map(|why| {
+        let word = match why.by.as_str() {
+            "debounce" => "debounced",
+            "throttle" => "throttled",
+            _ => "concurrency",
         };
         view! {
-            <span class="held-back" data-held-back=by title=title>
+            <span class="held-back" data-held-back=why.by.clone() title=held_back_reason(&why)>
                 {format!(": {word}")}
             </span>
         }
     })
+}
+
+/// What a held-back run waits for, as a phrase: "a concurrency slot (1 at once per
+/// event.user_id)".
+pub fn held_back_reason(why: &HeldBackView) -> String {
+    let detail = &why.detail;
+    match why.by.as_str() {
+        "debounce" => format!("the burst of events to go quiet (debounce: {detail})"),
+        "throttle" => match why.until {
+            Some(until) => format!("its throttle ({detail}): not before {}", format_time(until)),
+            None => format!("its throttle ({detail})"),
+        },
+        _ => format!("a concurrency slot ({detail})"),
+    }
 }

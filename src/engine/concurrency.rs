@@ -4,7 +4,7 @@
 //! A run carries its key for each limit from the moment it is queued
 //! (`run.concurrency_key`, `run.concurrency_key_2`). Only runs that are executing count
 //! (status `running`): a sleeping or waiting run holds no slot. Due runs over a limit
-//! stay queued; the claim of keyed runs (`store::claim::claim_keyed`) takes them as
+//! stay queued; the claim of gated runs (`store::claim::claim_gated`) takes them as
 //! slots free, and every run of a limited function that stops executing rings the
 //! workers (here and, on PostgreSQL, in every process).
 use serde_json::Value;
@@ -40,7 +40,7 @@ impl Concurrency {
                 return Err(invalid("a limit must be at least 1".into()));
             }
             if let Some(key) = &limit.key {
-                expr::check(key).map_err(|e| invalid(format!("{key:?} is not valid CEL: {e}")))?;
+                expr::check_key(key).map_err(invalid)?;
             }
         }
         Ok(())

@@ -71,7 +71,7 @@ impl Debounce {
             }
         }
         if let Some(key) = &self.key {
-            expr::check(key).map_err(|e| invalid(format!("{key:?} is not valid CEL: {e}")))?;
+            expr::check_key(key).map_err(invalid)?;
         }
         Ok(())
     }

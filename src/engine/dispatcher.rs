@@ -149,9 +149,10 @@ async fn dispatch(
     }
 }
 
-/// Claims up to `limit` runs — without concurrency keys first, then keyed ones that
-/// have room — and starts a task for each; returns how many it claimed, and whether
-/// more keyed ones may be claimable now. The first runs start before the keyed claim.
+/// Claims up to `limit` runs — open ones first, then gated ones (concurrency, throttle)
+/// that have room — and starts a task for each; returns how many it claimed, and
+/// whether more gated ones may be claimable now. The open runs start before the gated
+/// claim.
 async fn claim_and_spawn(
     rt: &Arc<Runtime>,
     registry: &Arc<Registry>,
@@ -163,10 +164,10 @@ async fn claim_and_spawn(
     let runs = store::claim::claim(rt, limit).await?;
     let mut claimed = spawn(rt, registry, completer, slots, tasks, runs).await?;
     let mut more = false;
-    if claimed < limit && !rt.limits.is_empty() {
-        let keyed = store::claim::claim_keyed(rt, limit - claimed).await?;
-        more = keyed.more;
-        claimed += spawn(rt, registry, completer, slots, tasks, keyed.runs).await?;
+    if claimed < limit && rt.gates() {
+        let gated = store::claim::claim_gated(rt, limit - claimed).await?;
+        more = gated.more;
+        claimed += spawn(rt, registry, completer, slots, tasks, gated.runs).await?;
     }
     Ok((claimed, more))
 }

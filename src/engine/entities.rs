@@ -80,6 +80,9 @@ pub mod run {
         /// (`<length of user id>:<user id>:<key>`). While the run has not started, a new
         /// event for the key replaces its event and pushes its start back.
         pub debounce_key: Option<String>,
+        /// For a run of a throttled function: its throttle key (`""` for a throttle on
+        /// the whole function). Its first start counts in the key's window.
+        pub throttle_key: Option<String>,
         pub created_at: i64,
         pub started_at: Option<i64>,
         pub ended_at: Option<i64>,

@@ -1,5 +1,5 @@
 //! CEL expressions, the language Inngest uses for `if` and `match`: wait conditions,
-//! cancel rules, trigger filters and concurrency keys all go through here (the `cel`
+//! cancel rules, trigger filters and the keys of flow control all go through here (the `cel`
 //! crate evaluates).
 use serde_json::Value;
 
@@ -8,6 +8,11 @@ pub(crate) fn check(expression: &str) -> Result<(), String> {
     cel::Program::compile(expression)
         .map(|_| ())
         .map_err(|e| e.to_string())
+}
+
+/// Checks a key expression (concurrency, throttle, debounce), saying which one failed.
+pub(crate) fn check_key(expression: &str) -> Result<(), String> {
+    check(expression).map_err(|e| format!("{expression:?} is not valid CEL: {e}"))
 }
 
 /// Evaluates `expression` with `variables` (JSON values by name); an error if it does

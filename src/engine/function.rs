@@ -18,6 +18,7 @@ use super::error::{EngineError, FnError};
 use super::event::{validate_name, Event, NewEvent};
 use super::expr;
 use super::step::{Routes, Step, StepRules, WaitFor, MAX_WAIT};
+use super::throttle::Throttle;
 
 /// Retries a function gets unless it says otherwise (Inngest's default).
 pub const DEFAULT_RETRIES: u32 = 4;
@@ -120,6 +121,8 @@ pub struct Function {
     limits: Vec<Concurrency>,
     /// How bursts of its events are folded into one run.
     debounce: Option<Debounce>,
+    /// How many of its runs may start per period, in all or per key.
+    throttle: Option<Throttle>,
     /// One line saying what it does, for dashboards.
     description: String,
     handler: Handler,
@@ -188,6 +191,7 @@ impl Function {
             schedules: Vec::new(),
             limits: Vec::new(),
             debounce: None,
+            throttle: None,
             description: String::new(),
             handler,
             on_failure: None,
@@ -308,6 +312,19 @@ impl Function {
     /// How it is debounced, if it is.
     pub fn debounced(&self) -> Option<&Debounce> {
         self.debounce.as_ref()
+    }
+
+    /// Lets at most so many of its runs start per period, in all processes together:
+    /// `throttle(Throttle::new(2, secs(10)).key("event.user_id"))`. Runs over it wait
+    /// in due order and start as the window frees (see [`Throttle`]); none is dropped.
+    pub fn throttle(mut self, throttle: Throttle) -> Self {
+        self.throttle = Some(throttle);
+        self
+    }
+
+    /// How its starts are throttled, if they are.
+    pub fn throttled(&self) -> Option<&Throttle> {
+        self.throttle.as_ref()
     }
 
     /// Its cron schedules: (pattern, time zone).
@@ -496,6 +513,9 @@ impl Registry {
                 );
             }
             Concurrency::check(function.id(), function.limits())?;
+            if let Some(throttle) = function.throttled() {
+                throttle.check(function.id())?;
+            }
             if let Some(debounce) = function.debounced() {
                 debounce.check(function.id())?;
                 if !function.cancels().is_empty() {
@@ -631,6 +651,14 @@ impl Registry {
         self.functions
             .values()
             .filter_map(|f| f.debounce.clone().map(|d| (f.id.clone(), d)))
+            .collect()
+    }
+
+    /// Each throttled function's throttle.
+    pub(crate) fn throttles(&self) -> HashMap<String, Throttle> {
+        self.functions
+            .values()
+            .filter_map(|f| f.throttle.clone().map(|t| (f.id.clone(), t)))
             .collect()
     }
 

@@ -37,6 +37,7 @@ mod retry;
 mod runtime;
 mod step;
 mod store;
+mod throttle;
 
 pub use crate::domain::{RunStatus, StepKind, StepStatus};
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -54,6 +55,7 @@ pub use retry::Backoff;
 pub use runtime::EngineConfig;
 pub use step::{Step, WaitFor, MAX_SENT_EVENTS, MAX_WAIT};
 pub use store::inspect;
+pub use throttle::{Throttle, MAX_THROTTLE_PERIOD};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -117,11 +119,21 @@ impl EngineBuilder {
             )));
         }
         let registry = Registry::new(self.functions, self.state)?;
+        let throttles = registry.throttles();
+        let longest = throttles.values().map(|t| t.period).max();
+        if let (Some(retention), Some(longest)) = (self.config.retention, longest) {
+            if retention < longest {
+                return Err(EngineError::InvalidConfig(format!(
+                    "the retention ({retention:?}) must be at least the longest throttle period ({longest:?}): throttles count the starts of kept runs"
+                )));
+            }
+        }
         let mut rt = Runtime::new(self.db, self.config, self.clock);
         rt.failure_handlers = registry.failure_handlers();
         rt.cancel_rules = registry.cancel_rules();
         rt.limits = registry.limits();
         rt.debounces = registry.debounces();
+        rt.throttles = throttles;
         Ok(Engine {
             rt: Arc::new(rt),
             registry: Arc::new(registry),
@@ -131,14 +143,13 @@ impl EngineBuilder {
 
 impl Engine {
     /// What holds back each of `runs` that is queued and has not started, if anything
-    /// does: a debounce, or a concurrency limit with no room.
+    /// does: a debounce, a throttle, or a concurrency limit with no room.
     pub async fn held_back(
         &self,
         runs: &[entities::run::Model],
     ) -> Result<std::collections::HashMap<String, inspect::HeldBack>, EngineError> {
         let now = self.rt.clock.now_ms();
-        let rt = &self.rt;
-        Ok(store::inspect::held_back(&rt.db, &rt.limits, &rt.debounces, runs, now).await?)
+        Ok(store::inspect::held_back(&self.rt, runs, now).await?)
     }
 
     /// Starts building an engine over `db`.

@@ -105,6 +105,8 @@ pub(crate) struct Runtime {
     pub limits: HashMap<String, Vec<super::concurrency::Concurrency>>,
     /// Function id -> its debounce (`Function::debounce`).
     pub debounces: HashMap<String, super::debounce::Debounce>,
+    /// Function id -> its throttle (`Function::throttle`).
+    pub throttles: HashMap<String, super::throttle::Throttle>,
 }
 
 /// The runs this process is executing, by id.
@@ -191,6 +193,7 @@ impl Runtime {
             cancel_rules: HashMap::new(),
             limits: HashMap::new(),
             debounces: HashMap::new(),
+            throttles: HashMap::new(),
             worker_id: format!(
                 "{}-{}-{}",
                 hostname(),
@@ -203,6 +206,12 @@ impl Runtime {
     /// Whether the database is PostgreSQL (many processes) rather than SQLite.
     pub(crate) fn postgres(&self) -> bool {
         self.db.get_database_backend() == DbBackend::Postgres
+    }
+
+    /// Whether some function's runs are gated (a concurrency limit or a throttle): then
+    /// the workers claim gated runs too (`store::claim::claim_gated`).
+    pub(crate) fn gates(&self) -> bool {
+        !self.limits.is_empty() || !self.throttles.is_empty()
     }
 
     /// The end of a lease taken or renewed at `now`.

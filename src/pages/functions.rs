@@ -78,6 +78,10 @@ fn FunctionCard(
                     <dt>"Concurrency"</dt>
                     <dd class="concurrency">{function.concurrency.iter().map(|c| view! { <code class="trigger">{c.clone()}</code> " " }).collect_view()}</dd>
                 })}
+                {function.throttle.clone().map(|t| view! {
+                    <dt>"Throttle"</dt>
+                    <dd class="throttle"><code class="trigger">{t}</code></dd>
+                })}
                 {function.debounce.clone().map(|d| view! {
                     <dt>"Debounce"</dt>
                     <dd class="debounce"><code class="trigger">{d}</code></dd>

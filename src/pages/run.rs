@@ -7,7 +7,7 @@ use crate::api::runs::{get_run, CancelRun, RerunRun, RunDetail, StepView, WaitVi
 use crate::components::form_error::{action_error, FormError, LoadError};
 use crate::components::live::use_live_runs;
 use crate::components::nav::Nav;
-use crate::components::status::{HeldBack, StatusBadge};
+use crate::components::status::{held_back_reason, HeldBack, StatusBadge};
 use crate::components::time::{format_duration, format_time};
 use crate::domain::{RunStatus, StepKind, StepStatus};
 use crate::error::AppError;
@@ -103,13 +103,8 @@ fn RunView(
                 <dt>"Ended"</dt><dd>{run.ended_at.map(format_time).unwrap_or_else(|| "—".into())}</dd>
                 <dt>"Duration"</dt><dd>{duration}</dd>
                 <dt>"Attempts"</dt><dd>{run.attempts}</dd>
-                {run.held_back.clone().map(|(by, detail)| {
-                    let why = if by == "debounce" {
-                        format!("the burst of events to go quiet (debounce: {detail})")
-                    } else {
-                        format!("a concurrency slot ({detail})")
-                    };
-                    view! { <dt>"Waiting for"</dt><dd class="held-back-why">{why}</dd> }
+                {run.held_back.clone().map(|why| view! {
+                    <dt>"Waiting for"</dt><dd class="held-back-why">{held_back_reason(&why)}</dd>
                 })}
                 {run.rerun_of.clone().map(|of| view! {
                     <dt>"Re-run of"</dt><dd><A href=format!("/runs/{of}")>{of.clone()}</A></dd>

@@ -10,12 +10,13 @@ use sea_orm::{
     QueryFilter, QueryOrder, QueryResult, TransactionTrait,
 };
 
-use super::{due_states, id_col, id_in, locked_by_us, running};
+use super::{due_states, gated, id_col, id_in, locked_by_us, open, running};
 use crate::domain::{RunStatus, StepKind, StepStatus};
 use crate::engine::concurrency::Concurrency;
 use crate::engine::entities::{event, run, step, wait};
 use crate::engine::event::Event;
 use crate::engine::runtime::Runtime;
+use crate::engine::throttle::{Starts, Throttle, Window};
 
 /// What earlier invocations of a run recorded: its steps in order and, for a run parked
 /// on a wait, its waits by step key and the events that ended them.
@@ -30,8 +31,8 @@ pub(crate) struct Saved {
 /// unreadable fails alone, and never stops the others claimed with it.
 pub(crate) type ClaimedEvent = Result<Event, String>;
 
-/// Claims up to `limit` due runs without concurrency keys for this worker, oldest due
-/// first, with their events (keyed runs: [`claim_keyed`]).
+/// Claims up to `limit` due open runs (without concurrency or throttle keys) for this
+/// worker, oldest due first, with their events (gated runs: [`claim_gated`]).
 pub(crate) async fn claim(
     rt: &Runtime,
     limit: usize,
@@ -41,7 +42,7 @@ pub(crate) async fn claim(
     due.column(run::Column::Id)
         .from(run::Entity)
         .and_where(due_states())
-        .and_where(Expr::col(run::Column::ConcurrencyKey).is_null())
+        .and_where(open())
         .and_where(Expr::col(run::Column::DueAt).lte(now))
         .order_by(run::Column::DueAt, Order::Asc)
         .limit(limit as u64);
@@ -142,33 +143,54 @@ async fn with_events(
         .collect())
 }
 
-/// Serializes the claims of keyed runs among PostgreSQL processes, for the length of
+/// Serializes the claims of gated runs among PostgreSQL processes, for the length of
 /// a claim's transaction (an arbitrary number, Nodebase's own).
-const KEYED_CLAIM_LOCK: i64 = 0x6e6f_6465_6261_7365;
+const GATED_CLAIM_LOCK: i64 = 0x6e6f_6465_6261_7365;
 
-/// What a claim of keyed runs took, and whether it looked at a full window of
+/// What a claim of gated runs took, and whether it looked at a full window of
 /// candidates (then more may be claimable at once).
-pub(crate) struct KeyedClaim {
+pub(crate) struct GatedClaim {
     pub runs: Vec<(run::Model, ClaimedEvent)>,
     pub more: bool,
 }
 
-/// Claims up to `limit` due runs with concurrency keys whose keys have room, oldest
-/// due first. One claimer at a time — SQLite's write lock, a transaction-scoped
-/// advisory lock on PostgreSQL — counts the running runs by key, reads the due runs
-/// of keys that are not full, takes what fits, and commits before the next counts.
-pub(crate) async fn claim_keyed(rt: &Runtime, limit: usize) -> Result<KeyedClaim, DbErr> {
+/// A due gated run, as the claim weighs it.
+struct Candidate {
+    id: String,
+    keyed: Keyed,
+    throttle_key: Option<String>,
+    started_at: Option<i64>,
+}
+
+impl Candidate {
+    fn from_row(row: &QueryResult) -> Result<Candidate, DbErr> {
+        Ok(Candidate {
+            id: row.try_get("", run::Column::Id.as_str())?,
+            keyed: Keyed::from_query_result(row, "")?,
+            throttle_key: row.try_get("", run::Column::ThrottleKey.as_str())?,
+            started_at: row.try_get("", run::Column::StartedAt.as_str())?,
+        })
+    }
+}
+
+/// Claims up to `limit` due gated runs (with concurrency or throttle keys) whose keys
+/// have room, oldest due first. One claimer at a time — SQLite's write lock, a
+/// transaction-scoped advisory lock on PostgreSQL — counts the running runs by
+/// concurrency key and the recent starts by throttle key, reads the due runs of keys
+/// that are not full, takes what fits, moves the due time of the runs a throttle holds
+/// back to when their window frees, and commits before the next counts.
+pub(crate) async fn claim_gated(rt: &Runtime, limit: usize) -> Result<GatedClaim, DbErr> {
     let now = rt.clock.now_ms();
-    let none = KeyedClaim {
+    let none = GatedClaim {
         runs: Vec::new(),
         more: false,
     };
-    // Most of the time no keyed run is due: one indexed read says so, without the lock.
+    // Most of the time no gated run is due: one indexed read says so, without the lock.
     let mut any = Query::select();
     any.expr(Expr::val(1))
         .from(run::Entity)
         .and_where(due_states())
-        .and_where(Expr::col(run::Column::ConcurrencyKey).is_not_null())
+        .and_where(gated())
         .and_where(Expr::col(run::Column::DueAt).lte(now))
         .limit(1);
     if rt.leases.query_one(&any).await?.is_none() {
@@ -177,7 +199,7 @@ pub(crate) async fn claim_keyed(rt: &Runtime, limit: usize) -> Result<KeyedClaim
     let postgres = rt.postgres();
     let txn = if postgres {
         let txn = rt.leases.begin().await?;
-        txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({KEYED_CLAIM_LOCK})"))
+        txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({GATED_CLAIM_LOCK})"))
             .await?;
         txn
     } else {
@@ -191,42 +213,144 @@ pub(crate) async fn claim_keyed(rt: &Runtime, limit: usize) -> Result<KeyedClaim
         run::Column::FunctionId,
         run::Column::ConcurrencyKey,
         run::Column::ConcurrencyKey2,
+        run::Column::ThrottleKey,
+        run::Column::StartedAt,
     ])
     .from(run::Entity)
     .and_where(due_states())
-    .and_where(Expr::col(run::Column::ConcurrencyKey).is_not_null())
+    .and_where(gated())
     .and_where(Expr::col(run::Column::DueAt).lte(now))
+    // Runs a throttle moved to one due time start in the order they were queued.
     .order_by(run::Column::DueAt, Order::Asc)
+    .order_by(run::Column::Id, Order::Asc)
     .limit(window as u64);
     if let Some(full) = busy.full(&rt.limits) {
         due.cond_where(full.not());
     }
-    let candidates = txn.query_all(&due).await?;
+    let candidates = txn
+        .query_all(&due)
+        .await?
+        .iter()
+        .map(Candidate::from_row)
+        .collect::<Result<Vec<_>, _>>()?;
     let more = candidates.len() == window;
+    let throttled_keys = candidates
+        .iter()
+        .filter_map(|c| throttled(rt, c).map(|(_, key)| (c.keyed.function_id.as_str(), key)));
+    let mut starts = starts_in_window(rt, &txn, throttled_keys, now).await?;
     let mut picked = Vec::new();
-    for row in &candidates {
-        let id: String = row.try_get("", run::Column::Id.as_str())?;
-        let keyed = Keyed::from_query_result(row, "")?;
-        if busy.held_back_by(&rt.limits, &keyed).is_none() {
-            busy.take(&keyed);
-            picked.push(id);
-            if picked.len() == limit {
-                break;
-            }
+    let mut held: HashMap<i64, Vec<String>> = HashMap::new();
+    for candidate in &candidates {
+        if busy.held_back_by(&rt.limits, &candidate.keyed).is_some() {
+            continue;
         }
+        let function_id = &candidate.keyed.function_id;
+        let throttle = throttled(rt, candidate);
+        if let Some((throttle, key)) = throttle {
+            if let Some(until) = starts.held_until(throttle, function_id, key) {
+                held.entry(until).or_default().push(candidate.id.clone());
+                continue;
+            }
+            starts.take(function_id, key, now);
+        }
+        busy.take(&candidate.keyed);
+        picked.push(candidate.id.clone());
+        if picked.len() == limit {
+            break;
+        }
+    }
+    let moved = !held.is_empty();
+    for (until, ids) in held {
+        let mut later = Query::update();
+        later
+            .table(run::Entity)
+            .value(run::Column::DueAt, until)
+            .and_where(due_states())
+            .and_where(id_col().is_in(ids));
+        txn.execute(&later).await?;
     }
     if picked.is_empty() {
         txn.commit().await?;
-        return Ok(none);
+        return Ok(GatedClaim {
+            runs: Vec::new(),
+            more: more && moved,
+        });
     }
     let mut claim = claim_update(rt, now);
     claim.and_where(id_col().is_in(picked));
     let rows = txn.query_all(&claim).await?;
     txn.commit().await?;
-    Ok(KeyedClaim {
+    Ok(GatedClaim {
         runs: with_events(rt, rows).await?,
         more,
     })
+}
+
+/// The throttle a candidate's start counts against, with its key: only a run's first
+/// start is throttled.
+fn throttled<'a>(rt: &'a Runtime, candidate: &'a Candidate) -> Option<(&'a Throttle, &'a str)> {
+    if candidate.started_at.is_some() {
+        return None;
+    }
+    let throttle = rt.throttles.get(&candidate.keyed.function_id)?;
+    Some((throttle, candidate.throttle_key.as_deref()?))
+}
+
+/// The starts in their current windows of these (function, throttle key) pairs, in
+/// one read: how many, and the oldest.
+pub(crate) async fn starts_in_window<'k, C: ConnectionTrait>(
+    rt: &Runtime,
+    conn: &C,
+    pairs: impl Iterator<Item = (&'k str, &'k str)>,
+    now: i64,
+) -> Result<Starts, DbErr> {
+    let mut keys: HashMap<&str, Vec<&str>> = HashMap::new();
+    for (function_id, key) in pairs {
+        if !rt.throttles.contains_key(function_id) {
+            continue;
+        }
+        let function_keys = keys.entry(function_id).or_default();
+        if !function_keys.contains(&key) {
+            function_keys.push(key);
+        }
+    }
+    let mut starts = Starts::default();
+    if keys.is_empty() {
+        return Ok(starts);
+    }
+    let mut windows = Condition::any();
+    for (function_id, function_keys) in keys {
+        let period = rt.throttles[function_id].period_ms();
+        windows = windows.add(
+            Expr::col(run::Column::FunctionId)
+                .eq(function_id)
+                .and(Expr::col(run::Column::ThrottleKey).is_in(function_keys))
+                .and(Expr::col(run::Column::StartedAt).gt(now - period)),
+        );
+    }
+    let mut query = Query::select();
+    query
+        .columns([run::Column::FunctionId, run::Column::ThrottleKey])
+        .expr(Func::count(Expr::col(run::Column::Id)))
+        .expr(Func::min(Expr::col(run::Column::StartedAt)))
+        .from(run::Entity)
+        // Literal, as in the partial index of the throttled runs' starts.
+        .and_where(Expr::cust("throttle_key IS NOT NULL"))
+        .cond_where(windows)
+        .group_by_col(run::Column::FunctionId)
+        .group_by_col(run::Column::ThrottleKey);
+    for row in conn.query_all(&query).await? {
+        let function_id: String = row.try_get_by_index(0)?;
+        let key: String = row.try_get_by_index(1)?;
+        let count: i64 = row.try_get_by_index(2)?;
+        let oldest: i64 = row.try_get_by_index(3)?;
+        let window = Window {
+            count: count as u32,
+            oldest,
+        };
+        starts.insert(function_id, key, window);
+    }
+    Ok(starts)
 }
 
 /// A run's function and concurrency keys.
@@ -396,24 +520,25 @@ pub(crate) async fn steps(
     Ok(by_run)
 }
 
-/// When the next queued or sleeping run falls due, if any. A keyed run due already is
-/// left out: it waits for room in its keys, and a run of its function that stops
-/// executing rings the workers. One round trip.
+/// When the next queued or sleeping run falls due, if any. A gated run due already is
+/// left out: it waits for room in its concurrency keys, and a run of its function that
+/// stops executing rings the workers (a throttle moves the due time of the runs it
+/// holds back instead). One round trip.
 pub(crate) async fn next_due(rt: &Runtime) -> Result<Option<i64>, DbErr> {
     let mut free = Query::select();
     free.expr(Func::min(Expr::col(run::Column::DueAt)))
         .from(run::Entity)
         .and_where(due_states())
-        .and_where(Expr::col(run::Column::ConcurrencyKey).is_null());
+        .and_where(open());
     let mut next = Query::select();
     next.expr(Expr::SubQuery(None, Box::new(free.into())));
-    if !rt.limits.is_empty() {
+    if rt.gates() {
         let mut keyed = Query::select();
         keyed
             .expr(Func::min(Expr::col(run::Column::DueAt)))
             .from(run::Entity)
             .and_where(due_states())
-            .and_where(Expr::col(run::Column::ConcurrencyKey).is_not_null())
+            .and_where(gated())
             .and_where(Expr::col(run::Column::DueAt).gt(rt.clock.now_ms()));
         next.expr(Expr::SubQuery(None, Box::new(keyed.into())));
     }
@@ -421,10 +546,10 @@ pub(crate) async fn next_due(rt: &Runtime) -> Result<Option<i64>, DbErr> {
         return Ok(None);
     };
     let free: Option<i64> = row.try_get_by_index(0)?;
-    let keyed: Option<i64> = if rt.limits.is_empty() {
-        None
-    } else {
+    let keyed: Option<i64> = if rt.gates() {
         row.try_get_by_index(1)?
+    } else {
+        None
     };
     Ok(match (free, keyed) {
         (Some(a), Some(b)) => Some(std::cmp::min(a, b)),

@@ -181,8 +181,8 @@ pub(crate) async fn rerun(rt: &Runtime, run_id: &str, now: i64) -> Result<Option
     if !old.status.is_final() {
         return Ok(None);
     }
-    // The re-run is queued as a send of its event would queue it: its concurrency keys
-    // and (the window starting now) its cancel waits come from the event.
+    // The re-run is queued as a send of its event would queue it: its concurrency and
+    // throttle keys and (the window starting now) its cancel waits come from the event.
     let Some(event) = event::Entity::find_by_id(old.event_id.clone())
         .one(&txn)
         .await?
@@ -193,7 +193,7 @@ pub(crate) async fn rerun(rt: &Runtime, run_id: &str, now: i64) -> Result<Option
     let id = new_id();
     let mut row = new_run(&id, &old.function_id, &old.event_id, old.user_id, now);
     // Not debounced: a re-run is asked for by hand and starts now.
-    super::send::with_concurrency_keys(rt, &mut row, &old.function_id, &event);
+    super::send::with_gate_keys(rt, &mut row, &old.function_id, &event);
     row.rerun_of = sea_orm::Set(Some(old.id));
     run::Entity::insert(row)
         .exec_without_returning(&txn)

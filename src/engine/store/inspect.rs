@@ -9,9 +9,8 @@ use sea_orm::{
 
 use super::claim::{Busy, Keyed};
 use crate::domain::RunStatus;
-use crate::engine::concurrency::Concurrency;
-use crate::engine::debounce::Debounce;
 use crate::engine::entities::{event, run, step, wait};
+use crate::engine::runtime::Runtime;
 
 /// Filters for [`runs`]; `None` means "any".
 #[derive(Clone, Debug, Default)]
@@ -192,22 +191,26 @@ pub async fn queue(db: &impl ConnectionTrait, now: i64) -> Result<Vec<(String, i
 /// Why a queued run has not started.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HeldBack {
-    /// `concurrency` or `debounce`.
+    /// `concurrency`, `throttle` or `debounce`.
     pub by: &'static str,
-    /// The limit ("1 at once per event.user_id") or the debounce ("3s per user").
+    /// The limit ("1 at once per event.user_id"), the throttle ("2 starts per 10s per
+    /// event.user_id") or the debounce ("3s per user").
     pub detail: String,
+    /// For a throttled run: the earliest time it may start (when the oldest start in
+    /// its key's window leaves it).
+    pub until: Option<i64>,
 }
 
 /// For each of `runs` that is queued and has not started: what holds it back, if
-/// anything does — a debounce whose period has not passed, or (for a run due already)
-/// a concurrency limit with no room, counted as the claim counts.
+/// anything does — a debounce whose period has not passed, a throttle whose window is
+/// full (or moved the run's start), or (for a run due already) a concurrency limit with
+/// no room, counted as the claim counts.
 pub(crate) async fn held_back(
-    db: &impl ConnectionTrait,
-    limits: &HashMap<String, Vec<Concurrency>>,
-    debounces: &HashMap<String, Debounce>,
+    rt: &Runtime,
     runs: &[run::Model],
     now: i64,
 ) -> Result<HashMap<String, HeldBack>, DbErr> {
+    let (db, limits, debounces) = (&rt.db, &rt.limits, &rt.debounces);
     let queued = runs.iter().filter(|r| r.status == RunStatus::Queued);
     let mut held: HashMap<String, HeldBack> = queued
         .clone()
@@ -219,12 +222,40 @@ pub(crate) async fn held_back(
                 HeldBack {
                     by: "debounce",
                     detail: debounce.to_string(),
+                    until: None,
                 },
             ))
         })
         .collect();
+    let throttled: Vec<&run::Model> = queued
+        .clone()
+        .filter(|r| r.started_at.is_none() && !held.contains_key(&r.id))
+        .filter(|r| r.throttle_key.is_some() && rt.throttles.contains_key(&r.function_id))
+        .collect();
+    if !throttled.is_empty() {
+        let pairs = throttled.iter().filter_map(|r| {
+            let key = r.throttle_key.as_deref()?;
+            Some((r.function_id.as_str(), key))
+        });
+        let starts = super::claim::starts_in_window(rt, db, pairs, now).await?;
+        for r in throttled {
+            let throttle = &rt.throttles[&r.function_id];
+            let key = r.throttle_key.as_deref().unwrap_or_default();
+            let full = starts.held_until(throttle, &r.function_id, key);
+            // Due later than now: the claim found the window full and moved it.
+            let moved = (r.due_at > now).then_some(r.due_at);
+            if let Some(until) = Ord::max(full, moved) {
+                let why = HeldBack {
+                    by: "throttle",
+                    detail: throttle.to_string(),
+                    until: Some(Ord::max(until, r.due_at)),
+                };
+                held.insert(r.id.clone(), why);
+            }
+        }
+    }
     let waiting: Vec<&run::Model> = queued
-        .filter(|r| r.due_at <= now && r.concurrency_key.is_some())
+        .filter(|r| r.due_at <= now && r.concurrency_key.is_some() && !held.contains_key(&r.id))
         .collect();
     if waiting.is_empty() {
         return Ok(held);
@@ -240,6 +271,7 @@ pub(crate) async fn held_back(
             let why = HeldBack {
                 by: "concurrency",
                 detail: limit.to_string(),
+                until: None,
             };
             held.insert(r.id.clone(), why);
         }

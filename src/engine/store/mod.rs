@@ -54,6 +54,18 @@ fn due_states() -> Expr {
     in_states(&[RunStatus::Queued, RunStatus::Sleeping])
 }
 
+/// Runs without a concurrency key or a throttle key: claimed in due order by any
+/// worker. Literal SQL, as the migration writes it in the partial index of such runs.
+fn open() -> Expr {
+    Expr::cust("concurrency_key IS NULL AND throttle_key IS NULL")
+}
+
+/// Runs with a concurrency key or a throttle key: claimed one claimer at a time
+/// (`claim::claim_gated`). Literal SQL, as in their partial index.
+fn gated() -> Expr {
+    Expr::cust("(concurrency_key IS NOT NULL OR throttle_key IS NOT NULL)")
+}
+
 /// Runs a worker holds.
 fn running() -> Expr {
     in_states(&[RunStatus::Running])

@@ -24,7 +24,7 @@ use crate::engine::runtime::Runtime;
 /// Rows per multi-row INSERT, well under SQLite's limit on bound parameters.
 const ROWS_PER_INSERT: usize = 500;
 
-/// A queued run of `function_id` for `event_id`, due now (see [`with_concurrency_keys`]).
+/// A queued run of `function_id` for `event_id`, due now (see [`with_gate_keys`]).
 pub(crate) fn new_run(
     run_id: &str,
     function_id: &str,
@@ -52,6 +52,7 @@ pub(crate) fn new_run(
         concurrency_key: Set(None),
         concurrency_key_2: Set(None),
         debounce_key: Set(None),
+        throttle_key: Set(None),
         created_at: Set(now),
         started_at: Set(None),
         ended_at: Set(None),
@@ -59,8 +60,9 @@ pub(crate) fn new_run(
     }
 }
 
-/// Gives a new run of `function_id` the concurrency keys its limits take from `event`.
-pub(crate) fn with_concurrency_keys(
+/// Gives a new run of `function_id` the keys its concurrency limits and its throttle
+/// take from `event`.
+pub(crate) fn with_gate_keys(
     rt: &Runtime,
     run: &mut run::ActiveModel,
     function_id: &str,
@@ -70,6 +72,9 @@ pub(crate) fn with_concurrency_keys(
         let [key, key_2] = concurrency::keys(limits, &event.as_json());
         run.concurrency_key = Set(key);
         run.concurrency_key_2 = Set(key_2);
+    }
+    if let Some(throttle) = rt.throttles.get(function_id) {
+        run.throttle_key = Set(Some(throttle.key_for(&event.as_json())));
     }
 }
 
@@ -125,10 +130,11 @@ fn rows(rt: &Runtime, p: Prepared, functions: &[String], awaited: bool, now: i64
     let mut run_ids = Vec::with_capacity(functions.len());
     let mut cancels = Vec::new();
     // The event as a handler will see it, built only for functions whose runs need it
-    // at the send (cancel rules, concurrency keys, debounce keys).
+    // at the send (cancel rules, concurrency, throttle and debounce keys).
     let needs_event = |id: &String| {
         rt.cancel_rules.contains_key(id)
             || rt.limits.contains_key(id)
+            || rt.throttles.contains_key(id)
             || rt.debounces.contains_key(id)
     };
     let event = functions.iter().any(needs_event).then(|| Event {
@@ -155,7 +161,7 @@ fn rows(rt: &Runtime, p: Prepared, functions: &[String], awaited: bool, now: i64
                         .map(|w| w.into_active_model()),
                 );
             }
-            with_concurrency_keys(rt, &mut run, function_id, event);
+            with_gate_keys(rt, &mut run, function_id, event);
             if let Some(debounce) = rt.debounces.get(function_id) {
                 // Due a period away; a later event of the burst takes it over.
                 let key = debounce.key_for(&event.as_json());
@@ -226,6 +232,7 @@ async fn send_in_one_statement<C: ConnectionTrait>(
                 "claims": m.claims, "stalled_claims": m.stalled_claims,
                 "attempts": m.attempts, "rerun_of": m.rerun_of,
                 "concurrency_key": m.concurrency_key, "concurrency_key_2": m.concurrency_key_2,
+                "throttle_key": m.throttle_key,
                 "created_at": m.created_at, "updated_at": m.updated_at,
             }));
         }
@@ -239,14 +246,14 @@ async fn send_in_one_statement<C: ConnectionTrait>(
         AS e(id text, name text, data text, user_id text, ts bigint)";
     const INSERT_RUNS: &str = "INSERT INTO run (id, function_id, event_id, user_id, status, \
         due_at, claims, stalled_claims, attempts, rerun_of, concurrency_key, \
-        concurrency_key_2, created_at, updated_at) \
+        concurrency_key_2, throttle_key, created_at, updated_at) \
         SELECT id, function_id, event_id, user_id, status, due_at, claims, stalled_claims, \
-        attempts, rerun_of, concurrency_key, concurrency_key_2, created_at, updated_at \
-        FROM json_to_recordset($2::json) \
+        attempts, rerun_of, concurrency_key, concurrency_key_2, throttle_key, created_at, \
+        updated_at FROM json_to_recordset($2::json) \
         AS r(id text, function_id text, event_id text, user_id text, status text, \
         due_at bigint, claims integer, stalled_claims integer, attempts integer, \
-        rerun_of text, concurrency_key text, concurrency_key_2 text, created_at bigint, \
-        updated_at bigint)";
+        rerun_of text, concurrency_key text, concurrency_key_2 text, throttle_key text, \
+        created_at bigint, updated_at bigint)";
     let events = serde_json::Value::Array(events).to_string();
     let statement = if runs.is_empty() {
         sea_orm::Statement::from_sql_and_values(DbBackend::Postgres, INSERT_EVENTS, [events.into()])
@@ -393,6 +400,7 @@ async fn debounce<C: ConnectionTrait>(
         m.concurrency_key.into(),
         m.concurrency_key_2.into(),
         m.debounce_key.into(),
+        m.throttle_key.into(),
         m.created_at.into(),
         m.updated_at.into(),
     ];
@@ -408,12 +416,13 @@ async fn debounce<C: ConnectionTrait>(
     let sql = format!(
         "INSERT INTO run (id, function_id, event_id, user_id, status, due_at, claims, \
          stalled_claims, attempts, concurrency_key, concurrency_key_2, debounce_key, \
-         created_at, updated_at) VALUES ({}) \
+         throttle_key, created_at, updated_at) VALUES ({}) \
          ON CONFLICT (function_id, debounce_key) \
          WHERE status = 'queued' AND claims = 0 AND debounce_key IS NOT NULL \
          DO UPDATE SET event_id = excluded.event_id, due_at = {due}, \
          concurrency_key = excluded.concurrency_key, \
-         concurrency_key_2 = excluded.concurrency_key_2, updated_at = excluded.updated_at \
+         concurrency_key_2 = excluded.concurrency_key_2, \
+         throttle_key = excluded.throttle_key, updated_at = excluded.updated_at \
          RETURNING id",
         params.join(", ")
     );
