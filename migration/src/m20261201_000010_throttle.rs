@@ -17,7 +17,9 @@ impl MigrationTrait for Migration {
             "DROP INDEX idx_run_due_free",
             "DROP INDEX idx_run_due_keyed",
             "CREATE INDEX idx_run_due_open ON run (due_at) WHERE status IN ('queued', 'sleeping') AND concurrency_key IS NULL AND throttle_key IS NULL",
-            "CREATE INDEX idx_run_due_gated ON run (due_at) WHERE status IN ('queued', 'sleeping') AND (concurrency_key IS NOT NULL OR throttle_key IS NOT NULL)",
+            // With the id: runs a throttle moved to one due time are claimed in the order
+            // they were queued (ids grow with time), straight from the index.
+            "CREATE INDEX idx_run_due_gated ON run (due_at, id) WHERE status IN ('queued', 'sleeping') AND (concurrency_key IS NOT NULL OR throttle_key IS NOT NULL)",
             "CREATE INDEX idx_run_throttle ON run (function_id, throttle_key, started_at) WHERE throttle_key IS NOT NULL",
         ] {
             db.execute_unprepared(sql).await?;
