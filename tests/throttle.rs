@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use common::{fast, run_row, test_db, wait_for, wait_for_all, Updates};
 use nodebase::engine::entities::run;
-use nodebase::engine::{Engine, EngineError, Function, ManualClock, NewEvent, RunStatus, Throttle};
+use nodebase::engine::{
+    Engine, EngineConfig, EngineError, Function, ManualClock, NewEvent, RunStatus, Throttle,
+};
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 use serde_json::json;
 
@@ -255,7 +257,10 @@ async fn bad_throttle_settings_are_refused_when_the_engine_is_built() {
         .err();
     match short_retention {
         Some(EngineError::InvalidConfig(message)) => {
-            assert!(message.contains("longest throttle period"), "{message}")
+            assert!(
+                message.contains("longest throttle or rate-limit period"),
+                "{message}"
+            )
         }
         other => panic!("expected the retention to be refused, got {other:?}"),
     }

@@ -122,3 +122,30 @@ test('throttled-api starts two sends per 10 s, shows the third "queued: throttle
   await expect(page.locator('.held-back-why')).toHaveCount(0);
   expect(errors).toEqual([]);
 });
+
+test('a second demo/digest send within the minute is skipped by the rate limit, and the Events page says so', async ({ page }) => {
+  const errors = watchConsole(page);
+  await signUp(page, newEmail('ratelimit'));
+  await page.goto('/functions');
+  await hydrated(page);
+  await expect(page.locator('article.function[data-function="rate-limited-digest"] .rate-limit'))
+    .toContainText('1 run per 60s per event.user_id');
+
+  await page.goto('/events');
+  await hydrated(page);
+  await sendEvent(page, 'demo/digest', { n: 1 });
+  await sendEvent(page, 'demo/digest', { n: 2 });
+
+  // Newest first: the second event ran nothing and says why; the first has its run.
+  const events = page.locator('li.event');
+  await expect(events.nth(0).locator('.skipped')).toHaveText(
+    '↷ rate-limited-digest skipped: over the rate limit of 1 run per 60s per event.user_id');
+  await expect(events.nth(1).locator('.triggered a')).toContainText('rate-limited-digest');
+  await expect(events.nth(1).locator('.skipped')).toHaveCount(0);
+
+  await page.goto('/runs?function=rate-limited-digest');
+  await hydrated(page);
+  await expect(page.locator('tr.run-row')).toHaveCount(1);
+  await expect(page.locator('tr.run-row .status')).toHaveAttribute('data-status', 'completed');
+  expect(errors).toEqual([]);
+});

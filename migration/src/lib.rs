@@ -12,6 +12,7 @@ mod m20261201_000007_invoke;
 mod m20261201_000008_concurrency;
 mod m20261201_000009_debounce;
 mod m20261201_000010_throttle;
+mod m20261201_000011_rate_limit;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000008_concurrency::Migration),
             Box::new(m20261201_000009_debounce::Migration),
             Box::new(m20261201_000010_throttle::Migration),
+            Box::new(m20261201_000011_rate_limit::Migration),
         ]
     }
 }

@@ -38,6 +38,8 @@ pub struct EventRow {
     pub runs: Vec<TriggeredRun>,
     /// Whether the event triggered more than `RUNS_PER_EVENT` runs.
     pub more_runs: bool,
+    /// (function, why) for each function whose rate limit skipped the event.
+    pub skipped: Vec<(String, String)>,
 }
 
 /// One page of events.
@@ -142,6 +144,11 @@ pub(crate) mod ssr {
                     event: view,
                     truncated,
                     more_runs: listing.more_runs,
+                    skipped: listing
+                        .skipped
+                        .into_iter()
+                        .map(|s| (s.function_id, s.reason))
+                        .collect(),
                     runs: listing
                         .runs
                         .into_iter()

@@ -23,6 +23,8 @@ pub struct FunctionView {
     pub debounce: Option<String>,
     /// Its throttle: `2 starts per 10s per event.user_id`.
     pub throttle: Option<String>,
+    /// Its rate limit: `1 run per 60s per event.user_id`.
+    pub rate_limit: Option<String>,
     /// Its cron schedules, as `<pattern> (<time zone>)`.
     pub schedules: Vec<String>,
     /// The next tick of its schedules (Unix ms).
@@ -115,6 +117,7 @@ mod ssr {
                 concurrency: f.limits().iter().map(|l| l.to_string()).collect(),
                 debounce: f.debounced().map(|d| d.to_string()),
                 throttle: f.throttled().map(|t| t.to_string()),
+                rate_limit: f.rate_limited().map(|r| r.to_string()),
                 failure_handler: f.failure_handler_id(),
                 handles_failures_of: f.handles_failures_of().map(str::to_string),
                 counts: counts

@@ -83,6 +83,9 @@ pub mod run {
         /// For a run of a throttled function: its throttle key (`""` for a throttle on
         /// the whole function). Its first start counts in the key's window.
         pub throttle_key: Option<String>,
+        /// For a run of a rate-limited function: its rate-limit key (`""` for a limit on
+        /// the whole function). Counted, unless skipped, in its key's window.
+        pub rate_key: Option<String>,
         pub created_at: i64,
         pub started_at: Option<i64>,
         pub ended_at: Option<i64>,
@@ -219,6 +222,30 @@ pub mod awaited_event {
         pub user_key: String,
         pub ts: i64,
         pub pending: bool,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// An event a rate-limited function did not run for: what the run would have been, and
+/// why it was skipped. Deleted with its event.
+pub mod skipped_run {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "skipped_run")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub event_id: String,
+        pub function_id: String,
+        pub user_id: Option<String>,
+        /// "over the rate limit of 1 run per 60s per event.user_id".
+        pub reason: String,
+        pub created_at: i64,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -115,8 +115,11 @@ impl TryFrom<event::Model> for Event {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SendReceipt {
     pub event_id: String,
-    /// One run per function the event triggered.
+    /// One run per function the event triggered (and did not skip).
     pub run_ids: Vec<String>,
+    /// The functions the event triggered whose rate limit skipped it: they record it
+    /// (`skipped_run`) and start no run.
+    pub skipped: Vec<String>,
     /// True when the idempotency key had been used: nothing new was recorded.
     pub duplicate: bool,
 }

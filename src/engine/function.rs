@@ -17,6 +17,7 @@ use super::debounce::Debounce;
 use super::error::{EngineError, FnError};
 use super::event::{validate_name, Event, NewEvent};
 use super::expr;
+use super::rate_limit::RateLimit;
 use super::step::{Routes, Step, StepRules, WaitFor, MAX_WAIT};
 use super::throttle::Throttle;
 
@@ -123,6 +124,8 @@ pub struct Function {
     debounce: Option<Debounce>,
     /// How many of its runs may start per period, in all or per key.
     throttle: Option<Throttle>,
+    /// How many of its runs may be queued per period; the rest are skipped.
+    rate_limit: Option<RateLimit>,
     /// One line saying what it does, for dashboards.
     description: String,
     handler: Handler,
@@ -192,6 +195,7 @@ impl Function {
             limits: Vec::new(),
             debounce: None,
             throttle: None,
+            rate_limit: None,
             description: String::new(),
             handler,
             on_failure: None,
@@ -325,6 +329,20 @@ impl Function {
     /// How its starts are throttled, if they are.
     pub fn throttled(&self) -> Option<&Throttle> {
         self.throttle.as_ref()
+    }
+
+    /// Lets at most so many of its runs be queued per period, in all processes together:
+    /// `rate_limit(RateLimit::new(1, secs(60)).key("event.user_id"))`. The events over
+    /// it are recorded, and so is a run for each, `skipped` with the limit as its error;
+    /// nothing of it runs (see [`RateLimit`]).
+    pub fn rate_limit(mut self, rate_limit: RateLimit) -> Self {
+        self.rate_limit = Some(rate_limit);
+        self
+    }
+
+    /// How its runs are rate limited, if they are.
+    pub fn rate_limited(&self) -> Option<&RateLimit> {
+        self.rate_limit.as_ref()
     }
 
     /// Its cron schedules: (pattern, time zone).
@@ -516,6 +534,15 @@ impl Registry {
             if let Some(throttle) = function.throttled() {
                 throttle.check(function.id())?;
             }
+            if let Some(rate_limit) = function.rate_limited() {
+                rate_limit.check(function.id())?;
+                if function.debounced().is_some() {
+                    return Err(EngineError::InvalidFunction(format!(
+                        "function {:?}: a debounced function cannot also have a rate limit",
+                        function.id()
+                    )));
+                }
+            }
             if let Some(debounce) = function.debounced() {
                 debounce.check(function.id())?;
                 if !function.cancels().is_empty() {
@@ -659,6 +686,14 @@ impl Registry {
         self.functions
             .values()
             .filter_map(|f| f.throttle.clone().map(|t| (f.id.clone(), t)))
+            .collect()
+    }
+
+    /// Each rate-limited function's rate limit.
+    pub(crate) fn rate_limits(&self) -> HashMap<String, RateLimit> {
+        self.functions
+            .values()
+            .filter_map(|f| f.rate_limit.clone().map(|r| (f.id.clone(), r)))
             .collect()
     }
 

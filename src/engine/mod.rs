@@ -33,6 +33,7 @@ mod maintenance;
 pub mod metrics;
 mod notifier;
 mod progress;
+mod rate_limit;
 mod retry;
 mod runtime;
 mod step;
@@ -51,6 +52,7 @@ pub use event::{
 };
 pub use function::{failure_handler_id, Ctx, Failure, Function, Timeouts};
 pub use progress::RunUpdate;
+pub use rate_limit::{RateLimit, MAX_RATE_PERIOD};
 pub use retry::Backoff;
 pub use runtime::EngineConfig;
 pub use step::{Step, WaitFor, MAX_SENT_EVENTS, MAX_WAIT};
@@ -120,11 +122,15 @@ impl EngineBuilder {
         }
         let registry = Registry::new(self.functions, self.state)?;
         let throttles = registry.throttles();
-        let longest = throttles.values().map(|t| t.period).max();
+        let rate_limits = registry.rate_limits();
+        // Both count kept runs: a pruned run would drop out of its window.
+        let longest = (throttles.values().map(|t| t.period))
+            .chain(rate_limits.values().map(|r| r.period))
+            .max();
         if let (Some(retention), Some(longest)) = (self.config.retention, longest) {
             if retention < longest {
                 return Err(EngineError::InvalidConfig(format!(
-                    "the retention ({retention:?}) must be at least the longest throttle period ({longest:?}): throttles count the starts of kept runs"
+                    "the retention ({retention:?}) must be at least the longest throttle or rate-limit period ({longest:?}): they count the runs kept"
                 )));
             }
         }
@@ -134,6 +140,7 @@ impl EngineBuilder {
         rt.limits = registry.limits();
         rt.debounces = registry.debounces();
         rt.throttles = throttles;
+        rt.rate_limits = rate_limits;
         Ok(Engine {
             rt: Arc::new(rt),
             registry: Arc::new(registry),

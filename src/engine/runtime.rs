@@ -107,6 +107,8 @@ pub(crate) struct Runtime {
     pub debounces: HashMap<String, super::debounce::Debounce>,
     /// Function id -> its throttle (`Function::throttle`).
     pub throttles: HashMap<String, super::throttle::Throttle>,
+    /// Function id -> its rate limit (`Function::rate_limit`).
+    pub rate_limits: HashMap<String, super::rate_limit::RateLimit>,
 }
 
 /// The runs this process is executing, by id.
@@ -194,6 +196,7 @@ impl Runtime {
             limits: HashMap::new(),
             debounces: HashMap::new(),
             throttles: HashMap::new(),
+            rate_limits: HashMap::new(),
             worker_id: format!(
                 "{}-{}-{}",
                 hostname(),

@@ -8,6 +8,7 @@ pub mod hello_world;
 pub mod minutely_report;
 pub mod parent_invokes_child;
 pub mod per_user_serial;
+pub mod rate_limited_digest;
 pub mod throttled_api;
 
 use crate::engine::Function;
@@ -24,6 +25,7 @@ pub fn all() -> Vec<Function> {
         per_user_serial::function(),
         debounced_summary::function(),
         throttled_api::function(),
+        rate_limited_digest::function(),
         fan_out::function(),
         fan_out::item(),
         parent_invokes_child::parent(),

@@ -101,7 +101,7 @@ fn EventLine(row: EventRow) -> impl IntoView {
                 </button>
             })}
             <div class="triggered">
-                {if row.runs.is_empty() {
+                {if row.runs.is_empty() && row.skipped.is_empty() {
                     view! { <span class="muted">"triggered no function"</span> }.into_any()
                 } else {
                     row.runs
@@ -115,6 +115,11 @@ fn EventLine(row: EventRow) -> impl IntoView {
                         .collect_view()
                         .into_any()
                 }}
+                {row.skipped.into_iter().map(|(function_id, why)| view! {
+                    <span class="skipped" data-function=function_id.clone() title=format!("skipped: {why}")>
+                        "↷ " {function_id.clone()} " skipped: " {why.clone()}
+                    </span>
+                }).collect_view()}
                 {row.more_runs.then(|| view! { <span class="muted">"and more on the runs page"</span> })}
             </div>
         </li>

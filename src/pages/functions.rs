@@ -82,6 +82,10 @@ fn FunctionCard(
                     <dt>"Throttle"</dt>
                     <dd class="throttle"><code class="trigger">{t}</code></dd>
                 })}
+                {function.rate_limit.clone().map(|r| view! {
+                    <dt>"Rate limit"</dt>
+                    <dd class="rate-limit"><code class="trigger">{r}</code></dd>
+                })}
                 {function.debounce.clone().map(|d| view! {
                     <dt>"Debounce"</dt>
                     <dd class="debounce"><code class="trigger">{d}</code></dd>

@@ -9,7 +9,7 @@ use sea_orm::{
 
 use super::claim::{Busy, Keyed};
 use crate::domain::RunStatus;
-use crate::engine::entities::{event, run, step, wait};
+use crate::engine::entities::{event, run, skipped_run, step, wait};
 use crate::engine::runtime::Runtime;
 
 /// Filters for [`runs`]; `None` means "any".
@@ -368,6 +368,8 @@ pub struct EventListing {
     pub runs: Vec<run::Model>,
     /// Whether the event triggered more runs than `runs`.
     pub more_runs: bool,
+    /// The functions whose rate limit skipped it, with why.
+    pub skipped: Vec<skipped_run::Model>,
 }
 
 /// A page of `user_id`'s events, newest first, `limit` of them after `before` (an
@@ -399,10 +401,16 @@ pub async fn events(
             .await?;
         let more_runs = runs.len() as u64 > runs_per_event;
         runs.truncate(runs_per_event as usize);
+        let skipped = skipped_run::Entity::find()
+            .filter(skipped_run::Column::EventId.eq(&event.id))
+            .order_by_asc(skipped_run::Column::FunctionId)
+            .all(db)
+            .await?;
         listings.push(EventListing {
             event,
             runs,
             more_runs,
+            skipped,
         });
     }
     Ok((listings, more))

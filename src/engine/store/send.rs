@@ -2,7 +2,7 @@
 //! caller's connection or transaction.
 use std::borrow::Cow;
 
-use sea_orm::sea_query::OnConflict;
+use sea_orm::sea_query::{Expr, ExprTrait, Func, OnConflict, Query};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, IntoActiveModel, QueryFilter,
     QuerySelect, Set, TransactionSession, TransactionTrait,
@@ -12,7 +12,7 @@ use super::notify;
 use crate::domain::RunStatus;
 use crate::engine::concurrency;
 use crate::engine::cron::{tick_key, Schedule};
-use crate::engine::entities::{awaited_event, event, run, wait};
+use crate::engine::entities::{awaited_event, event, run, skipped_run, wait};
 use crate::engine::error::EngineError;
 use crate::engine::event::{
     new_id, prepare, Event, NewEvent, Prepared, SendReceipt, FAILED, SCHEDULED,
@@ -53,6 +53,7 @@ pub(crate) fn new_run(
         concurrency_key_2: Set(None),
         debounce_key: Set(None),
         throttle_key: Set(None),
+        rate_key: Set(None),
         created_at: Set(now),
         started_at: Set(None),
         ended_at: Set(None),
@@ -103,7 +104,9 @@ pub(crate) async fn send_many<'a, C: ConnectionTrait + TransactionTrait>(
             r.idempotency_key.is_none()
                 && r.awaited.is_none()
                 && r.cancels.is_empty()
-                && r.runs.iter().all(|run| !is_debounced(run))
+                && r.runs
+                    .iter()
+                    .all(|run| !is_debounced(run) && !is_rate_limited(run))
         });
     if one_statement {
         send_in_one_statement(conn, rows).await
@@ -136,6 +139,7 @@ fn rows(rt: &Runtime, p: Prepared, functions: &[String], awaited: bool, now: i64
             || rt.limits.contains_key(id)
             || rt.throttles.contains_key(id)
             || rt.debounces.contains_key(id)
+            || rt.rate_limits.contains_key(id)
     };
     let event = functions.iter().any(needs_event).then(|| Event {
         id: event_id.clone(),
@@ -167,6 +171,9 @@ fn rows(rt: &Runtime, p: Prepared, functions: &[String], awaited: bool, now: i64
                 let key = debounce.key_for(&event.as_json());
                 run.debounce_key = Set(Some(scoped_key(event.user_id.as_deref(), &key)));
                 run.due_at = Set(now + debounce.period_ms());
+            }
+            if let Some(limit) = rt.rate_limits.get(function_id) {
+                run.rate_key = Set(Some(limit.key_for(&event.as_json())));
             }
         }
         runs.push(run);
@@ -200,6 +207,7 @@ fn rows(rt: &Runtime, p: Prepared, functions: &[String], awaited: bool, now: i64
         receipt: SendReceipt {
             event_id,
             run_ids,
+            skipped: Vec::new(),
             duplicate: false,
         },
     }
@@ -276,6 +284,10 @@ fn is_debounced(run: &run::ActiveModel) -> bool {
     matches!(&run.debounce_key, sea_orm::ActiveValue::Set(Some(_)))
 }
 
+fn is_rate_limited(run: &run::ActiveModel) -> bool {
+    matches!(&run.rate_key, sea_orm::ActiveValue::Set(Some(_)))
+}
+
 /// Everything else: a transaction of our own on a plain connection, a savepoint inside
 /// the caller's transaction.
 async fn send_in_transaction<C: ConnectionTrait + TransactionTrait>(
@@ -292,6 +304,8 @@ async fn send_in_transaction<C: ConnectionTrait + TransactionTrait>(
     let mut cancel_rows = Vec::new();
     // Debounced runs, with where their ids go in the receipts: (receipt, run).
     let mut debounced = Vec::new();
+    // Rate-limited runs, counted one by one after the rest: (receipt, run).
+    let mut limited = Vec::new();
     for r in rows {
         if let Some(key) = &r.idempotency_key {
             // Insert-or-skip in one statement, so concurrent sends with one key agree.
@@ -317,6 +331,8 @@ async fn send_in_transaction<C: ConnectionTrait + TransactionTrait>(
         for (i, run) in r.runs.into_iter().enumerate() {
             if is_debounced(&run) {
                 debounced.push(((receipts.len(), i), run));
+            } else if is_rate_limited(&run) {
+                limited.push((receipts.len(), run));
             } else {
                 run_rows.push(run);
             }
@@ -335,7 +351,16 @@ async fn send_in_transaction<C: ConnectionTrait + TransactionTrait>(
             .exec_without_returning(conn)
             .await?;
     }
-    let any_debounced = !debounced.is_empty();
+    let mut any_queued = !run_rows.is_empty() || !debounced.is_empty();
+    for (receipt, run) in limited {
+        if let Some(skipped) = rate_limit(rt, conn, run).await? {
+            let receipt = &mut receipts[receipt];
+            receipt.run_ids.retain(|id| *id != skipped.id);
+            receipt.skipped.push(skipped.function_id);
+        } else {
+            any_queued = true;
+        }
+    }
     for ((receipt, i), run) in debounced {
         // The pending run it joins, or the new one it starts.
         let id = debounce(rt, conn, run).await?;
@@ -351,7 +376,7 @@ async fn send_in_transaction<C: ConnectionTrait + TransactionTrait>(
             .exec_without_returning(conn)
             .await?;
     }
-    if !run_rows.is_empty() || any_debounced {
+    if any_queued {
         notify::wake_on_commit(conn).await?;
     }
     if !awaited_rows.is_empty() {
@@ -433,6 +458,67 @@ async fn debounce<C: ConnectionTrait>(
         .await?
         .ok_or_else(|| EngineError::Database("a debounced run was not recorded".into()))?;
     Ok(row.try_get_by_index::<String>(0)?)
+}
+
+/// Records a run of a rate-limited function if its key has had fewer runs than the
+/// limit queued in the period; otherwise records the skip (`skipped_run`, with the
+/// run's id and why) and returns it. On PostgreSQL a transaction-scoped advisory lock on
+/// the function and key makes concurrent sends count one after the other; on SQLite the
+/// send holds the write lock already (its event is inserted first).
+async fn rate_limit<C: ConnectionTrait>(
+    rt: &Runtime,
+    conn: &C,
+    run: run::ActiveModel,
+) -> Result<Option<skipped_run::Model>, EngineError> {
+    use sea_orm::TryIntoModel;
+
+    let run = run.try_into_model()?;
+    let (Some(limit), Some(key)) = (rt.rate_limits.get(&run.function_id), &run.rate_key) else {
+        return Err(EngineError::Database(format!(
+            "a run of {:?} has no rate limit to count against",
+            run.function_id
+        )));
+    };
+    let backend = conn.get_database_backend();
+    if backend == DbBackend::Postgres {
+        let lock = sea_orm::Statement::from_sql_and_values(
+            backend,
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+            [format!("rate:{}:{key}", run.function_id).into()],
+        );
+        conn.execute_raw(lock).await?;
+    }
+    let mut count = Query::select();
+    count
+        .expr(Func::count(Expr::col(run::Column::Id)))
+        .from(run::Entity)
+        // Literal, as in the partial index of the rate-limited runs.
+        .and_where(Expr::cust("rate_key IS NOT NULL"))
+        .and_where(Expr::col(run::Column::FunctionId).eq(run.function_id.as_str()))
+        .and_where(Expr::col(run::Column::RateKey).eq(key.as_str()))
+        .and_where(Expr::col(run::Column::CreatedAt).gt(run.created_at - limit.period_ms()));
+    let queued: i64 = match conn.query_one(&count).await? {
+        Some(row) => row.try_get_by_index(0)?,
+        None => 0,
+    };
+    if queued < i64::from(limit.limit) {
+        run::Entity::insert(run.into_active_model())
+            .exec_without_returning(conn)
+            .await?;
+        return Ok(None);
+    }
+    let skipped = skipped_run::Model {
+        id: run.id,
+        event_id: run.event_id,
+        function_id: run.function_id,
+        user_id: run.user_id,
+        reason: format!("over the rate limit of {limit}"),
+        created_at: run.created_at,
+    };
+    skipped_run::Entity::insert(skipped.clone().into_active_model())
+        .exec_without_returning(conn)
+        .await?;
+    Ok(Some(skipped))
 }
 
 /// The idempotency key of the [`FAILED`] event of run `run_id`: one per failed run.
@@ -569,6 +655,7 @@ async fn duplicate_receipt<C: ConnectionTrait>(
     Ok(SendReceipt {
         event_id: first.id,
         run_ids,
+        skipped: Vec::new(),
         duplicate: true,
     })
 }
