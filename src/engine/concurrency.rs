@@ -51,10 +51,7 @@ impl Concurrency {
     /// for a function-wide limit. A key that cannot be evaluated is `""` too: such runs
     /// share one slot group rather than escape the limit.
     pub(crate) fn key_for(&self, event: &Value) -> String {
-        match &self.key {
-            Some(expression) => expr::key(expression, event),
-            None => String::new(),
-        }
+        expr::key_or_empty(self.key.as_deref(), event)
     }
 }
 

@@ -78,10 +78,7 @@ impl Debounce {
 
     /// The key's value for an event (as CEL sees it); `""` without a key expression.
     pub(crate) fn key_for(&self, event: &Value) -> String {
-        match &self.key {
-            Some(expression) => expr::key(expression, event),
-            None => String::new(),
-        }
+        expr::key_or_empty(self.key.as_deref(), event)
     }
 
     pub(crate) fn period_ms(&self) -> i64 {

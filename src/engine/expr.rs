@@ -42,6 +42,12 @@ fn evaluate(expression: &str, variables: Vec<(&str, Value)>) -> Result<cel::Valu
     program.execute(&context).map_err(|e| e.to_string())
 }
 
+/// The value of the key `expression` over `event` (see [`key`]), or `""` without an
+/// expression: the key of a limit on the whole function.
+pub(crate) fn key_or_empty(expression: Option<&str>, event: &Value) -> String {
+    expression.map_or_else(String::new, |expression| key(expression, event))
+}
+
 /// The value of the key `expression` over `event` as text — a string as it is, anything
 /// else as JSON — or `""` when it cannot be evaluated (such events share one key).
 pub(crate) fn key(expression: &str, event: &Value) -> String {

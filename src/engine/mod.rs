@@ -32,6 +32,7 @@ mod function;
 mod maintenance;
 pub mod metrics;
 mod notifier;
+mod per_period;
 mod progress;
 mod rate_limit;
 mod retry;

@@ -11,84 +11,50 @@
 //! sleep until then instead of polling. Only a run's first start counts: a run resuming
 //! from a sleep or a wait is not throttled again.
 use std::fmt;
+use std::ops::Deref;
 use std::time::Duration;
 
-use serde_json::Value;
-
 use super::error::EngineError;
-use super::expr;
+use super::per_period::{PerPeriod, MAX_PERIOD};
 
 /// The longest throttle period.
-pub const MAX_THROTTLE_PERIOD: Duration = Duration::from_secs(7 * 24 * 3600);
+pub const MAX_THROTTLE_PERIOD: Duration = MAX_PERIOD;
 
 /// How a function's starts are throttled: see [`Throttle::new`].
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Throttle {
-    pub(crate) limit: u32,
-    pub(crate) period: Duration,
-    pub(crate) key: Option<String>,
-}
+pub struct Throttle(PerPeriod);
 
 impl Throttle {
     /// At most `limit` starts of the function in any `period`, in all processes
     /// together; the runs over it wait, in due order, and none is dropped.
     pub fn new(limit: u32, period: Duration) -> Self {
-        Throttle {
-            limit,
-            period,
-            key: None,
-        }
+        Throttle(PerPeriod::new(limit, period))
     }
 
     /// Throttles per value of the CEL `expression` over `event` (`event.user_id`)
     /// instead of for the whole function.
     pub fn key(mut self, expression: impl Into<String>) -> Self {
-        self.key = Some(expression.into());
+        self.0.key = Some(expression.into());
         self
     }
 
     pub(crate) fn check(&self, function_id: &str) -> Result<(), EngineError> {
-        let invalid = |why: String| {
-            EngineError::InvalidFunction(format!("function {function_id:?}: throttle: {why}"))
-        };
-        if self.limit == 0 {
-            return Err(invalid("the limit must be at least 1".into()));
-        }
-        if self.period < Duration::from_millis(1) || self.period > MAX_THROTTLE_PERIOD {
-            return Err(invalid(format!(
-                "the period must be between 1 ms and 7 days, not {:?}",
-                self.period
-            )));
-        }
-        if let Some(key) = &self.key {
-            expr::check_key(key).map_err(invalid)?;
-        }
-        Ok(())
+        self.0.check(function_id, "throttle")
     }
+}
 
-    /// The key's value for an event (as CEL sees it); `""` without a key expression, or
-    /// when it cannot be evaluated (such runs share one window rather than escape it).
-    pub(crate) fn key_for(&self, event: &Value) -> String {
-        match &self.key {
-            Some(expression) => expr::key(expression, event),
-            None => String::new(),
-        }
-    }
+impl Deref for Throttle {
+    type Target = PerPeriod;
 
-    pub(crate) fn period_ms(&self) -> i64 {
-        self.period.as_millis() as i64
+    fn deref(&self) -> &PerPeriod {
+        &self.0
     }
 }
 
 /// "2 starts per 10s", "2 starts per 10s per event.user_id".
 impl fmt::Display for Throttle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let starts = if self.limit == 1 { "start" } else { "starts" };
-        write!(f, "{} {starts} per {:?}", self.limit, self.period)?;
-        if let Some(key) = &self.key {
-            write!(f, " per {key}")?;
-        }
-        Ok(())
+        self.0.describe(f, "start", "starts")
     }
 }
 
