@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::{fast, run_row, test_db, wait_for, wait_for_all, Updates};
 use nodebase::engine::entities::run;
-use nodebase::engine::{Engine, EngineError, Function, ManualClock, NewEvent, RunStatus};
+use nodebase::engine::{Engine, Function, ManualClock, NewEvent, RunStatus};
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 use serde_json::json;
 use tokio::sync::{mpsc, Semaphore};
@@ -319,13 +319,6 @@ async fn limits_are_checked_when_the_engine_is_built() {
             "at most 2",
         ),
     ];
-    for (function, why) in refused {
-        match build(function) {
-            Some(EngineError::InvalidFunction(message)) => {
-                assert!(message.contains(why), "{message:?} says {why:?}")
-            }
-            other => panic!("expected a refusal saying {why:?}, got {other:?}"),
-        }
-    }
+    common::assert_refused(&t.db, refused.into());
     assert!(build(plain().concurrency(1).concurrency_key(1, "event.user_id")).is_none());
 }

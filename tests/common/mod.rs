@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use migration::{Migrator, MigratorTrait};
 use nodebase::engine::entities::{run, step};
-use nodebase::engine::{Backoff, EngineConfig, RunStatus, RunUpdate};
+use nodebase::engine::{
+    Backoff, Engine, EngineConfig, EngineError, Function, RunStatus, RunUpdate,
+};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter,
     QueryOrder,
@@ -170,4 +172,17 @@ pub async fn sign_in(
 ) -> Result<nodebase::domain::SignedInUser, nodebase::error::AppError> {
     let limits = nodebase::auth::AuthLimits::default();
     nodebase::auth::sign_in(db, &limits, TEST_CLIENT, email, password).await
+}
+
+/// Builds an engine of each function alone and checks that it is refused as an
+/// invalid function whose message says `why`.
+pub fn assert_refused(db: &DatabaseConnection, refused: Vec<(Function, &str)>) {
+    for (function, why) in refused {
+        match Engine::builder(db.clone()).function(function).build().err() {
+            Some(EngineError::InvalidFunction(message)) => {
+                assert!(message.contains(why), "{message:?} says {why:?}")
+            }
+            other => panic!("expected a refusal saying {why:?}, got {other:?}"),
+        }
+    }
 }
