@@ -13,6 +13,7 @@ mod m20261201_000008_concurrency;
 mod m20261201_000009_debounce;
 mod m20261201_000010_throttle;
 mod m20261201_000011_rate_limit;
+mod m20261202_000012_unused_lease_index;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000009_debounce::Migration),
             Box::new(m20261201_000010_throttle::Migration),
             Box::new(m20261201_000011_rate_limit::Migration),
+            Box::new(m20261202_000012_unused_lease_index::Migration),
         ]
     }
 }

@@ -130,7 +130,7 @@ async fn flush(rt: &Arc<Runtime>, writes: Vec<Write>) {
         .filter_map(Write::update)
         .collect();
     let parked = updates.iter().any(|u| u.status.is_due_state());
-    publish(rt, updates, Relay::Done).await;
+    publish(rt, updates, Relay::Later).await;
     for write in writes {
         let ours = owned.has(&write);
         if let Some(ack) = write.ack {

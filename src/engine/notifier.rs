@@ -17,12 +17,25 @@ use crate::domain::RunStatus;
 
 /// How other processes hear of updates being published.
 pub(crate) enum Relay<'a> {
-    /// The transaction that made them told them at its commit.
-    Done,
     /// Tell them now through this connection, and wait.
     Now(&'a DatabaseConnection),
-    /// Tell them from a background task through the lease pool, off the hot path.
+    /// Tell them soon, from a background task, off the hot path (see [`Outbox`]).
     Later,
+}
+
+/// Run updates waiting to be told to the other processes. One task at a time sends
+/// everything that has piled up in one statement, through the lease pool (whose
+/// commits do not wait for the WAL flush), so that no transaction that records
+/// progress takes PostgreSQL's lock on the notification queue — which it would hold
+/// through its commit's flush, and so make every commit wait for the one before.
+/// Updates leave in the order they were published. They are told after their commit:
+/// never for a move that did not commit, and not at all if this process dies in
+/// between (then the others learn of the move at their next poll or page load).
+#[derive(Default)]
+pub(crate) struct Outbox {
+    pending: Vec<RunUpdate>,
+    /// Whether a task is sending; it takes whatever is pending before it stops.
+    sending: bool,
 }
 
 /// The one way run updates leave the engine: this process's subscribers hear at once,
@@ -44,13 +57,35 @@ pub(crate) async fn publish(rt: &Arc<Runtime>, updates: Vec<RunUpdate>, relay: R
         return;
     }
     match relay {
-        Relay::Done => {}
         Relay::Now(conn) => announce(conn, &rt.worker_id, &updates).await,
         Relay::Later => {
-            let rt = rt.clone();
-            tokio::spawn(async move { announce(&rt.leases, &rt.worker_id, &updates).await });
+            let mut outbox = lock(&rt.relay);
+            outbox.pending.extend(updates);
+            if !outbox.sending {
+                outbox.sending = true;
+                tokio::spawn(send_outbox(rt.clone()));
+            }
         }
     }
+}
+
+/// Sends the outbox until it is empty.
+async fn send_outbox(rt: Arc<Runtime>) {
+    loop {
+        let updates = {
+            let mut outbox = lock(&rt.relay);
+            if outbox.pending.is_empty() {
+                outbox.sending = false;
+                return;
+            }
+            std::mem::take(&mut outbox.pending)
+        };
+        announce(&rt.leases, &rt.worker_id, &updates).await;
+    }
+}
+
+fn lock(outbox: &std::sync::Mutex<Outbox>) -> std::sync::MutexGuard<'_, Outbox> {
+    outbox.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Whether the update is a run of a function with concurrency limits that stopped

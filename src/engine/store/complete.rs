@@ -11,13 +11,16 @@ use sea_orm::{ActiveModelTrait, ConnectionTrait, DbErr, EntityTrait, IntoActiveM
 use super::wait::End;
 use super::{begin, id_col, locked_by_us, running};
 use crate::engine::entities::{run, step, wait};
-use crate::engine::progress::{Owned, RunUpdate, Transition, Write};
+use crate::engine::progress::{Owned, Transition, Write};
 use crate::engine::runtime::Runtime;
 
 /// Commits a batch of writes in one transaction and returns the runs that were still
 /// ours (running, locked by this worker, under the claim the writes were made under);
 /// other writes are dropped.
 pub(crate) async fn commit(rt: &Runtime, writes: &[&Write]) -> Result<Owned, DbErr> {
+    if rt.postgres() && writes.iter().all(|w| plain(rt, w)) {
+        return commit_in_one_statement(rt, writes).await;
+    }
     let now = rt.clock.now_ms();
     let mut run_ids: Vec<&str> = writes.iter().map(|w| w.run.run_id.as_str()).collect();
     run_ids.sort_unstable();
@@ -99,14 +102,8 @@ pub(crate) async fn commit(rt: &Runtime, writes: &[&Write]) -> Result<Owned, DbE
         .filter_map(|w| w.transition.as_ref().map(|t| (w.run.run_id.as_str(), t)))
         .collect();
     if !moves.is_empty() {
+        // Other processes hear of the moves after the commit (`notifier::Outbox`).
         txn.execute(&transitions(rt, &moves, now)).await?;
-        let updates: Vec<RunUpdate> = writes
-            .iter()
-            .filter(|w| owned.has(w))
-            .filter_map(|w| w.update())
-            .collect();
-        // Other processes hear of the moves at the commit, and only if it commits.
-        super::notify::announce(&txn, &rt.worker_id, &updates).await?;
     }
     // The end of a run that another run invoked is reported to it in the same commit.
     let ends: Vec<End> = writes
@@ -238,4 +235,150 @@ fn transitions(rt: &Runtime, moves: &[(&str, &Transition)], now: i64) -> UpdateS
         .and_where(running())
         .and_where(locked_by_us(rt))
         .to_owned()
+}
+
+/// Whether `write` is only a step record and/or a move that nothing else hangs on: no
+/// wait to open, no invoking run to tell, no failure handler to start, no cancel waits
+/// to close. Almost every write is.
+fn plain(rt: &Runtime, write: &Write) -> bool {
+    let Some(transition) = &write.transition else {
+        return write.wait.is_none();
+    };
+    let function_id = &write.run.function_id;
+    let ends = transition.status().is_final();
+    write.wait.is_none()
+        && !(ends && write.run.invoked_by.is_some())
+        && !(ends && rt.cancel_rules.contains_key(function_id))
+        && !(matches!(transition, Transition::Failed { .. })
+            && rt.failure_handlers.contains_key(function_id))
+}
+
+/// PostgreSQL, plain writes only ([`plain`]): the whole group commit in one statement,
+/// atomic by itself and one round trip. One UPDATE renews the lease of each run that is
+/// still ours under the write's claim — the ownership check, under the row's lock —
+/// and moves those with a transition; the step records of exactly those runs are
+/// upserted beside it. The rows travel as two JSON arrays (`json_to_recordset`), so
+/// the statement's text never changes and is prepared once per connection. The runs
+/// are found by primary key from the array of their ids (as the claim does): joined on
+/// the JSON rows alone, the generic plan scanned every running run of this worker,
+/// and the dead index entries of those that had finished.
+async fn commit_in_one_statement(rt: &Runtime, writes: &[&Write]) -> Result<Owned, DbErr> {
+    use serde_json::json;
+
+    let now = rt.clock.now_ms();
+    // One row per run and claim: the last move among its writes, if any.
+    let mut runs: HashMap<(&str, i32), Option<&Transition>> = HashMap::new();
+    // The last record of each step wins.
+    let mut steps: HashMap<(&str, &str), (&step::Model, i32)> = HashMap::new();
+    for write in writes {
+        let run = runs
+            .entry((write.run.run_id.as_str(), write.run.claim))
+            .or_default();
+        if write.transition.is_some() {
+            *run = write.transition.as_ref();
+        }
+        if let Some(step) = &write.step {
+            steps.insert(
+                (step.run_id.as_str(), step.step_id.as_str()),
+                (step, write.run.claim),
+            );
+        }
+    }
+    let runs: Vec<serde_json::Value> = runs
+        .into_iter()
+        .map(|((id, claim), transition)| {
+            let mut row = json!({ "id": id, "claims": claim });
+            if let Some(t) = transition {
+                row["status"] = json!(t.status().as_str());
+                match t {
+                    Transition::Queued {
+                        due_at,
+                        attempts,
+                        error,
+                    } => {
+                        row["due_at"] = json!(due_at);
+                        row["attempts"] = json!(attempts);
+                        if let Some(e) = error {
+                            row["set_error"] = json!(true);
+                            row["error"] = json!(e);
+                        }
+                    }
+                    Transition::Sleeping { due_at } => row["due_at"] = json!(due_at),
+                    Transition::Completed { output } => {
+                        row["set_output"] = json!(true);
+                        row["output"] = json!(output);
+                        // An earlier attempt's error no longer describes the run.
+                        row["set_error"] = json!(true);
+                        row["ended"] = json!(true);
+                    }
+                    Transition::Failed { error, attempts } => {
+                        row["set_error"] = json!(true);
+                        row["error"] = json!(error);
+                        row["attempts"] = json!(attempts);
+                        row["ended"] = json!(true);
+                    }
+                }
+            }
+            row
+        })
+        .collect();
+    let steps: Vec<serde_json::Value> = steps
+        .into_values()
+        .map(|(s, claim)| {
+            json!({
+                "run_id": s.run_id, "claims": claim, "step_id": s.step_id, "name": s.name,
+                "kind": s.kind.as_str(), "status": s.status.as_str(), "position": s.position,
+                "attempts": s.attempts, "output": s.output, "error": s.error,
+                "errors": s.errors, "started_at": s.started_at, "ended_at": s.ended_at,
+                "wake_at": s.wake_at,
+            })
+        })
+        .collect();
+    const COMMIT: &str = "WITH w AS (SELECT * FROM json_to_recordset($1::json) AS w(\
+            id text, claims integer, status text, due_at bigint, attempts integer, \
+            set_output boolean, output text, set_error boolean, error text, ended boolean)), \
+        owned AS (UPDATE run SET \
+            status = coalesce(w.status, run.status), \
+            due_at = coalesce(w.due_at, run.due_at), \
+            attempts = coalesce(w.attempts, run.attempts), \
+            output = CASE WHEN w.set_output THEN w.output ELSE run.output END, \
+            error = CASE WHEN w.set_error THEN w.error ELSE run.error END, \
+            ended_at = CASE WHEN w.ended THEN $4 ELSE run.ended_at END, \
+            locked_by = CASE WHEN w.status IS NULL THEN run.locked_by END, \
+            lease_until = CASE WHEN w.status IS NULL THEN $3 END, \
+            stalled_claims = 0, updated_at = $4 \
+            FROM w WHERE run.id = ANY(ARRAY(SELECT id FROM w)) \
+            AND run.id = w.id AND run.claims = w.claims \
+            AND run.status = 'running' AND run.locked_by = $5 \
+            RETURNING run.id, run.claims), \
+        steps AS (INSERT INTO step (run_id, step_id, name, kind, status, position, attempts, \
+            output, error, errors, started_at, ended_at, wake_at) \
+            SELECT s.run_id, s.step_id, s.name, s.kind, s.status, s.position, s.attempts, \
+            s.output, s.error, s.errors, s.started_at, s.ended_at, s.wake_at \
+            FROM json_to_recordset($2::json) AS s(run_id text, claims integer, step_id text, \
+            name text, kind text, status text, position integer, attempts integer, \
+            output text, error text, errors text, started_at bigint, ended_at bigint, \
+            wake_at bigint) \
+            JOIN owned ON owned.id = s.run_id AND owned.claims = s.claims \
+            ON CONFLICT (run_id, step_id) DO UPDATE SET status = excluded.status, \
+            attempts = excluded.attempts, output = excluded.output, error = excluded.error, \
+            errors = excluded.errors, ended_at = excluded.ended_at, wake_at = excluded.wake_at) \
+        SELECT id, claims FROM owned";
+    let statement = sea_orm::Statement::from_sql_and_values(
+        sea_orm::DbBackend::Postgres,
+        COMMIT,
+        [
+            serde_json::Value::Array(runs).to_string().into(),
+            serde_json::Value::Array(steps).to_string().into(),
+            rt.lease_from(now).into(),
+            now.into(),
+            rt.worker_id.as_str().into(),
+        ],
+    );
+    let rows = rt.db.query_all_raw(statement).await?;
+    Ok(Owned(
+        rows.iter()
+            .map(|row| Ok((row.try_get("", "id")?, row.try_get("", "claims")?)))
+            .collect::<Result<_, DbErr>>()?,
+    ))
 }
