@@ -9,7 +9,8 @@
 //! recorded first and the workers started after, so the figures measure draining a
 //! backlog. For (a) and (b) it
 //! also prints what a run cost the database, from counters: the statements this process
-//! executed (SeaORM's metric callback) and, on PostgreSQL, the transactions the server
+//! sent through its main pool (SeaORM's metric callback; the engine's lease pool — claims,
+//! heartbeats, notices — is not counted) and, on PostgreSQL, the transactions the server
 //! committed (`pg_stat_database`), enqueue included.
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -484,7 +485,7 @@ impl Cost {
         // The statement that read the counters is not the runs' doing.
         let statements = self.statements.saturating_sub(before.statements + 1);
         let mut line = format!(
-            "cost per run: {:.2} statements (this process)",
+            "cost per run: {:.2} statements (main pool; claims and notices not counted)",
             per_run(statements as f64)
         );
         if let (Some(now), Some(then)) = (self.transactions, before.transactions) {
