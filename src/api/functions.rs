@@ -25,6 +25,7 @@ pub struct FunctionView {
     pub throttle: Option<String>,
     /// Its rate limit: `1 run per 60s per event.user_id`.
     pub rate_limit: Option<String>,
+    pub priority: Option<String>,
     /// Its cron schedules, as `<pattern> (<time zone>)`.
     pub schedules: Vec<String>,
     /// The next tick of its schedules (Unix ms).
@@ -118,6 +119,7 @@ mod ssr {
                 debounce: f.debounced().map(|d| d.to_string()),
                 throttle: f.throttled().map(|t| t.to_string()),
                 rate_limit: f.rate_limited().map(|r| r.to_string()),
+                priority: f.prioritized().map(|p| p.to_string()),
                 failure_handler: f.failure_handler_id(),
                 handles_failures_of: f.handles_failures_of().map(str::to_string),
                 counts: counts

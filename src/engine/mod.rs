@@ -33,6 +33,7 @@ mod maintenance;
 pub mod metrics;
 mod notifier;
 mod per_period;
+mod priority;
 mod progress;
 mod rate_limit;
 mod retry;
@@ -52,6 +53,7 @@ pub use event::{
     Event, NewEvent, SendReceipt, FAILED, FINISHED, INVOKED, RESERVED_PREFIX, SCHEDULED,
 };
 pub use function::{failure_handler_id, Ctx, Failure, Function, Timeouts};
+pub use priority::{Priority, MAX_HEAD_START};
 pub use progress::RunUpdate;
 pub use rate_limit::{RateLimit, MAX_RATE_PERIOD};
 pub use retry::Backoff;
@@ -142,6 +144,7 @@ impl EngineBuilder {
         rt.debounces = registry.debounces();
         rt.throttles = throttles;
         rt.rate_limits = rate_limits;
+        rt.priorities = registry.priorities();
         Ok(Engine {
             rt: Arc::new(rt),
             registry: Arc::new(registry),

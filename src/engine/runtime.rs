@@ -109,6 +109,8 @@ pub(crate) struct Runtime {
     pub throttles: HashMap<String, super::throttle::Throttle>,
     /// Function id -> its rate limit (`Function::rate_limit`).
     pub rate_limits: HashMap<String, super::rate_limit::RateLimit>,
+    /// Each function with a priority, and its expression.
+    pub priorities: HashMap<String, super::priority::Priority>,
     /// Run updates on their way to the other processes (`notifier::Relay::Later`).
     pub relay: Mutex<super::notifier::Outbox>,
 }
@@ -199,6 +201,7 @@ impl Runtime {
             debounces: HashMap::new(),
             throttles: HashMap::new(),
             rate_limits: HashMap::new(),
+            priorities: HashMap::new(),
             relay: Mutex::default(),
             worker_id: format!(
                 "{}-{}-{}",

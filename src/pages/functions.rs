@@ -86,6 +86,10 @@ fn FunctionCard(
                     <dt>"Rate limit"</dt>
                     <dd class="rate-limit"><code class="trigger">{r}</code></dd>
                 })}
+                {function.priority.clone().map(|p| view! {
+                    <dt>"Priority"</dt>
+                    <dd class="priority"><code class="trigger">{p}</code></dd>
+                })}
                 {function.debounce.clone().map(|d| view! {
                     <dt>"Debounce"</dt>
                     <dd class="debounce"><code class="trigger">{d}</code></dd>

@@ -133,13 +133,15 @@ fn rows(rt: &Runtime, p: Prepared, functions: &[String], awaited: bool, now: i64
     let mut run_ids = Vec::with_capacity(functions.len());
     let mut cancels = Vec::new();
     // The event as a handler will see it, built only for functions whose runs need it
-    // at the send (cancel rules, concurrency, throttle and debounce keys).
+    // at the send (cancel rules, concurrency, throttle, debounce and rate-limit keys,
+    // priorities).
     let needs_event = |id: &String| {
         rt.cancel_rules.contains_key(id)
             || rt.limits.contains_key(id)
             || rt.throttles.contains_key(id)
             || rt.debounces.contains_key(id)
             || rt.rate_limits.contains_key(id)
+            || rt.priorities.contains_key(id)
     };
     let event = functions.iter().any(needs_event).then(|| Event {
         id: event_id.clone(),
@@ -174,6 +176,9 @@ fn rows(rt: &Runtime, p: Prepared, functions: &[String], awaited: bool, now: i64
             }
             if let Some(limit) = rt.rate_limits.get(function_id) {
                 run.rate_key = Set(Some(limit.key_for(&event.as_json())));
+            }
+            if let Some(priority) = rt.priorities.get(function_id) {
+                run.due_at = Set(now - priority.head_start_ms(&event.as_json()));
             }
         }
         runs.push(run);
