@@ -26,6 +26,7 @@ pub struct FunctionView {
     /// Its rate limit: `1 run per 60s per event.user_id`.
     pub rate_limit: Option<String>,
     pub priority: Option<String>,
+    pub idempotency: Option<String>,
     /// Its cron schedules, as `<pattern> (<time zone>)`.
     pub schedules: Vec<String>,
     /// The next tick of its schedules (Unix ms).
@@ -120,6 +121,7 @@ mod ssr {
                 throttle: f.throttled().map(|t| t.to_string()),
                 rate_limit: f.rate_limited().map(|r| r.to_string()),
                 priority: f.prioritized().map(|p| p.to_string()),
+                idempotency: f.idempotent().map(|r| r.to_string()),
                 failure_handler: f.failure_handler_id(),
                 handles_failures_of: f.handles_failures_of().map(str::to_string),
                 counts: counts

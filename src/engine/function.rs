@@ -129,6 +129,8 @@ pub struct Function {
     rate_limit: Option<RateLimit>,
     /// How far ahead of the queue its new runs are put.
     priority: Option<Priority>,
+    /// Its idempotency key expression: one run per key per user per 24 h.
+    idempotency: Option<String>,
     /// One line saying what it does, for dashboards.
     description: String,
     handler: Handler,
@@ -200,6 +202,7 @@ impl Function {
             throttle: None,
             rate_limit: None,
             priority: None,
+            idempotency: None,
             description: String::new(),
             handler,
             on_failure: None,
@@ -361,6 +364,27 @@ impl Function {
     /// Its priority, if it has one.
     pub fn prioritized(&self) -> Option<&Priority> {
         self.priority.as_ref()
+    }
+
+    /// Starts at most one run per value of the CEL `key` over the event, per user, per 24 h:
+    /// `idempotency("event.data.order_id")`. A repeated event is still recorded; like one
+    /// over a rate limit, it starts no run, and the skip is recorded with it, saying why.
+    /// An event whose key is empty (or cannot be evaluated) is not limited. A function has
+    /// either this or a [`RateLimit`].
+    pub fn idempotency(mut self, key: impl Into<String>) -> Self {
+        self.idempotency = Some(key.into());
+        self
+    }
+
+    /// Its idempotency key, as the count it is ("one run per event.data.order_id per
+    /// user per 24 h"), if it has one.
+    pub fn idempotent(&self) -> Option<RateLimit> {
+        self.idempotency.as_deref().map(RateLimit::idempotency)
+    }
+
+    /// The count its runs are queued under: its rate limit or its idempotency key.
+    fn queue_limit(&self) -> Option<RateLimit> {
+        self.rate_limit.clone().or_else(|| self.idempotent())
     }
 
     /// Its cron schedules: (pattern, time zone).
@@ -552,11 +576,17 @@ impl Registry {
             if let Some(throttle) = function.throttled() {
                 throttle.check(function.id())?;
             }
-            if let Some(rate_limit) = function.rate_limited() {
+            if function.rate_limit.is_some() && function.idempotency.is_some() {
+                return Err(EngineError::InvalidFunction(format!(
+                    "function {:?}: a function has a rate limit or an idempotency key, not both",
+                    function.id()
+                )));
+            }
+            if let Some(rate_limit) = function.queue_limit() {
                 rate_limit.check(function.id())?;
                 if function.debounced().is_some() {
                     return Err(EngineError::InvalidFunction(format!(
-                        "function {:?}: a debounced function cannot also have a rate limit",
+                        "function {:?}: a debounced function cannot also have a rate limit or an idempotency key",
                         function.id()
                     )));
                 }
@@ -720,7 +750,7 @@ impl Registry {
     pub(crate) fn rate_limits(&self) -> HashMap<String, RateLimit> {
         self.functions
             .values()
-            .filter_map(|f| f.rate_limit.clone().map(|r| (f.id.clone(), r)))
+            .filter_map(|f| f.queue_limit().map(|r| (f.id.clone(), r)))
             .collect()
     }
 

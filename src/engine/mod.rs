@@ -55,7 +55,7 @@ pub use event::{
 pub use function::{failure_handler_id, Ctx, Failure, Function, Timeouts};
 pub use priority::{Priority, MAX_HEAD_START};
 pub use progress::RunUpdate;
-pub use rate_limit::{RateLimit, MAX_RATE_PERIOD};
+pub use rate_limit::{RateLimit, IDEMPOTENCY_PERIOD, MAX_RATE_PERIOD};
 pub use retry::Backoff;
 pub use runtime::EngineConfig;
 pub use step::{Step, WaitFor, MAX_SENT_EVENTS, MAX_WAIT};

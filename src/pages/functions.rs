@@ -86,6 +86,10 @@ fn FunctionCard(
                     <dt>"Rate limit"</dt>
                     <dd class="rate-limit"><code class="trigger">{r}</code></dd>
                 })}
+                {function.idempotency.clone().map(|i| view! {
+                    <dt>"Idempotency"</dt>
+                    <dd class="idempotency"><code class="trigger">{i}</code></dd>
+                })}
                 {function.priority.clone().map(|p| view! {
                     <dt>"Priority"</dt>
                     <dd class="priority"><code class="trigger">{p}</code></dd>

@@ -175,7 +175,7 @@ fn rows(rt: &Runtime, p: Prepared, functions: &[String], awaited: bool, now: i64
                 run.due_at = Set(now + debounce.period_ms());
             }
             if let Some(limit) = rt.rate_limits.get(function_id) {
-                run.rate_key = Set(Some(limit.key_for(&event.as_json())));
+                run.rate_key = Set(limit.key_of(event));
             }
             if let Some(priority) = rt.priorities.get(function_id) {
                 run.due_at = Set(now - priority.head_start_ms(&event.as_json()));
@@ -517,7 +517,7 @@ async fn rate_limit<C: ConnectionTrait>(
         event_id: run.event_id,
         function_id: run.function_id,
         user_id: run.user_id,
-        reason: format!("over the rate limit of {limit}"),
+        reason: limit.skip_reason(),
         created_at: run.created_at,
     };
     skipped_run::Entity::insert(skipped.clone().into_active_model())
