@@ -123,6 +123,34 @@ test('throttled-api starts two sends per 10 s, shows the third "queued: throttle
   expect(errors).toEqual([]);
 });
 
+test('an urgent demo/serial send goes ahead of the sends its concurrency limit holds back', async ({ page }) => {
+  const errors = watchConsole(page);
+  await signUp(page, newEmail('urgent'));
+  await page.goto('/functions');
+  await hydrated(page);
+  await expect(page.locator('article.function[data-function="per-user-serial"] .priority'))
+    .toContainText('head start of');
+
+  await page.goto('/events');
+  await hydrated(page);
+  // 1 runs (2 s); 2 and 3 wait their turn; 4, urgent, is put a minute ahead of them.
+  for (const n of [1, 2, 3]) {
+    await sendEvent(page, 'demo/serial', { n });
+  }
+  await sendEvent(page, 'demo/serial', { n: 4, urgent: true });
+
+  await page.goto('/runs?function=per-user-serial');
+  await hydrated(page);
+  const rows = page.locator('tr.run-row');
+  await expect(rows).toHaveCount(4);
+  // Newest first. The urgent send runs right after the first, before 2 and 3.
+  await expect(rows.nth(0).locator('.status')).toHaveAttribute('data-status', 'completed', { timeout: 15_000 });
+  await expect(rows.nth(3).locator('.status')).toHaveAttribute('data-status', 'completed');
+  await expect(rows.nth(1).locator('.status')).toHaveAttribute('data-status', 'queued');
+  await expect(rows.nth(2).locator('.status')).not.toHaveAttribute('data-status', 'completed');
+  expect(errors).toEqual([]);
+});
+
 test('a second demo/digest send within the minute is skipped by the rate limit, and the Events page says so', async ({ page }) => {
   const errors = watchConsole(page);
   await signUp(page, newEmail('ratelimit'));

@@ -2,8 +2,10 @@
 //! a head start of so many seconds, from 0 to [`MAX_HEAD_START`]. The run is queued as
 //! if it had been sent that much earlier (its `due_at` moves back; `created_at` stays),
 //! so it is claimed before the runs due in that window — on the plain claim and on the
-//! gated one alike, which both take runs in due order. Nothing is ever delayed: a value
-//! below 0, or one that cannot be evaluated, is no head start.
+//! gated one (concurrency limits) alike, which both take runs in due order; the runs a
+//! throttle holds back all move to when its window frees, and then go in send order.
+//! Nothing is ever delayed: a value below 0, or one that cannot be evaluated, is no head
+//! start.
 use std::fmt;
 use std::time::Duration;
 

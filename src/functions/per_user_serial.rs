@@ -1,11 +1,12 @@
 //! `per-user-serial` (trigger `demo/serial`): one run per user at a time. Its one step
 //! works for two seconds; a second send by the same user waits, queued, until the first
-//! run is done, while other users' runs go side by side.
+//! run is done, while other users' runs go side by side. A send with `"urgent": true` in
+//! its data goes ahead of the user's sends waiting before it (a minute's head start).
 use std::time::Duration;
 
 use serde_json::json;
 
-use crate::engine::Function;
+use crate::engine::{Function, Priority};
 
 pub fn function() -> Function {
     Function::new("per-user-serial", |ctx| async move {
@@ -19,7 +20,12 @@ pub fn function() -> Function {
             .await?;
         Ok(worked)
     })
-    .describe("Works for 2 s in one step; one run per user at a time.")
+    .describe(
+        "Works for 2 s in one step; one run per user at a time, urgent ones (data.urgent) first.",
+    )
     .trigger("demo/serial")
     .concurrency_key(1, "event.user_id")
+    .priority(Priority::head_start(
+        "has(event.data.urgent) && event.data.urgent == true ? 60 : 0",
+    ))
 }

@@ -1,12 +1,11 @@
 //! `throttled-api` (trigger `demo/api-call`): stands for a call to a rate-limited API.
 //! At most two runs start per ten seconds for each user; a third send in the window
-//! waits, queued, and starts when the window has room. A call sent with
-//! `"urgent": true` in its data goes a minute ahead of the calls queued before it.
+//! waits, queued, and starts when the window has room.
 use std::time::Duration;
 
 use serde_json::json;
 
-use crate::engine::{Function, Priority, Throttle};
+use crate::engine::{Function, Throttle};
 
 pub fn function() -> Function {
     Function::new("throttled-api", |ctx| async move {
@@ -18,10 +17,7 @@ pub fn function() -> Function {
             .await?;
         Ok(called)
     })
-    .describe("Calls an API at most twice per 10 s per user; the rest wait their turn, urgent ones (data.urgent) first.")
+    .describe("Calls an API at most twice per 10 s per user; the rest wait their turn.")
     .trigger("demo/api-call")
     .throttle(Throttle::new(2, Duration::from_secs(10)).key("event.user_id"))
-    .priority(Priority::head_start(
-        "has(event.data.urgent) && event.data.urgent == true ? 60 : 0",
-    ))
 }
