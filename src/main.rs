@@ -32,18 +32,20 @@ enum Command {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     use clap::Parser;
-    use tracing_subscriber::EnvFilter;
 
     let cli = Cli::parse();
     let default_filter = match cli.command {
         Some(Command::Bench(_) | Command::BenchWorker(_)) => "warn",
         _ => "info",
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter)),
-        )
-        .init();
+    let format = match nodebase::logging::LogFormat::from_env() {
+        Ok(format) => format,
+        Err(err) => {
+            eprintln!("nodebase: {err}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    nodebase::logging::init(format, default_filter);
     let result = match cli.command {
         None => nodebase::server::serve(nodebase::server::Role::All).await,
         Some(Command::Serve { role }) => nodebase::server::serve(role).await,

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use tokio::sync::{watch, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
+use tracing::Instrument;
 
 use super::completer::{self, Completer};
 use super::entities::run;
@@ -220,23 +221,33 @@ async fn spawn(
         let rt = rt.clone();
         let registry = registry.clone();
         let completer = completer.clone();
-        tasks.spawn(async move {
-            let (run_id, claim) = (run.id.clone(), run.claims);
-            let mut cancelled = flight.cancelled.subscribe();
-            let execution = async {
-                // An earlier task of this run in this process (it lost its lease while
-                // alive) finishes first; its writes no longer count.
-                let _turn = flight.gate.lock().await;
-                execute(rt.clone(), &registry, completer, run, event, saved).await;
-            };
-            tokio::select! {
-                _ = execution => {}
-                // Cancelled (here or in another process): stop now, mid-step.
-                _ = cancelled.wait_for(|cancelled| *cancelled) => {}
+        // Everything logged while the run executes says which run it was.
+        let span = tracing::info_span!(
+            "run",
+            function = %run.function_id,
+            run_id = %run.id,
+            claim = run.claims
+        );
+        tasks.spawn(
+            async move {
+                let (run_id, claim) = (run.id.clone(), run.claims);
+                let mut cancelled = flight.cancelled.subscribe();
+                let execution = async {
+                    // An earlier task of this run in this process (it lost its lease while
+                    // alive) finishes first; its writes no longer count.
+                    let _turn = flight.gate.lock().await;
+                    execute(rt.clone(), &registry, completer, run, event, saved).await;
+                };
+                tokio::select! {
+                    _ = execution => {}
+                    // Cancelled (here or in another process): stop now, mid-step.
+                    _ = cancelled.wait_for(|cancelled| *cancelled) => {}
+                }
+                rt.in_flight.leave(&run_id, claim);
+                drop(permit);
             }
-            rt.in_flight.leave(&run_id, claim);
-            drop(permit);
-        });
+            .instrument(span),
+        );
     }
     Ok(claimed)
 }

@@ -15,6 +15,7 @@ use futures::future::{BoxFuture, FutureExt, Shared};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::Notify;
+use tracing::Instrument;
 
 use super::completer::Completer;
 use super::entities::{step, wait};
@@ -258,7 +259,9 @@ impl Step {
             .and_then(|s| serde_json::from_str(&s.errors).ok())
             .unwrap_or_default();
 
-        let attempt = f(format!("{}/{key}", self.run.run.run_id));
+        let span =
+            tracing::info_span!("step", step = %key, kind = kind.as_str(), attempt = attempts);
+        let attempt = f(format!("{}/{key}", self.run.run.run_id)).instrument(span);
         let began = std::time::Instant::now();
         let result = match timeout {
             None => attempt.await,
