@@ -7,7 +7,11 @@
 //! limits (3 in all, 2 per key, over 2 keys): the handlers' own records of when they ran show that no
 //! moment ever had more than 2 of one key or 3 in all executing, in whichever processes.
 //!
-//! Run with `NODEBASE_PROCESS_WORKER=<database url>`, this binary is one of the workers.
+//! Last, three worker processes with a cron function that ticks every second: each tick
+//! makes exactly one event and one run, however many processes reach it.
+//!
+//! Run with `NODEBASE_PROCESS_WORKER=<database url>`, this binary is one of the workers
+//! (of the cron function alone with `NODEBASE_PROCESS_CRON=1`).
 mod common;
 
 use std::process::{Child, Command, Stdio};
@@ -22,6 +26,7 @@ use sea_orm::{
 use serde_json::json;
 
 const WORKER_ENV: &str = "NODEBASE_PROCESS_WORKER";
+const CRON_ENV: &str = "NODEBASE_PROCESS_CRON";
 const RUNS: usize = 10_000;
 const PROCESSES: usize = 3;
 
@@ -130,14 +135,25 @@ fn config() -> EngineConfig {
     }
 }
 
+/// Ticks every second; its output is the tick's time.
+fn ticker_function() -> Function {
+    Function::new(
+        "ticker",
+        |ctx| async move { Ok(ctx.event.data["tick"].clone()) },
+    )
+    .cron("* * * * * *")
+}
+
 async fn worker(url: String) {
     let db = nodebase::db::connect(&url).await.expect("worker connects");
-    let engine = Engine::builder(db.clone())
-        .function(ledger_function(db.clone()))
-        .function(limited_function(db))
-        .config(config())
-        .build()
-        .expect("engine");
+    let builder = if std::env::var_os(CRON_ENV).is_some() {
+        Engine::builder(db.clone()).function(ticker_function())
+    } else {
+        Engine::builder(db.clone())
+            .function(ledger_function(db.clone()))
+            .function(limited_function(db))
+    };
+    let engine = builder.config(config()).build().expect("engine");
     let _workers = engine.start();
     std::future::pending::<()>().await;
 }
@@ -145,6 +161,15 @@ async fn worker(url: String) {
 fn spawn_worker(url: &str) -> Child {
     Command::new(std::env::current_exe().expect("own path"))
         .env(WORKER_ENV, url)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn worker")
+}
+
+fn spawn_cron_worker(url: &str) -> Child {
+    Command::new(std::env::current_exe().expect("own path"))
+        .env(WORKER_ENV, url)
+        .env(CRON_ENV, "1")
         .stdout(Stdio::null())
         .spawn()
         .expect("spawn worker")
@@ -360,4 +385,56 @@ fn main() {
     }
     runtime.block_on(three_processes_drain_ten_thousand_runs());
     runtime.block_on(three_processes_keep_concurrency_limits());
+    runtime.block_on(three_processes_make_one_run_per_cron_tick());
+}
+
+async fn three_processes_make_one_run_per_cron_tick() {
+    const TICKS: i64 = 5;
+    let t = common::test_db().await;
+    let mut workers: Vec<Child> = (0..PROCESSES).map(|_| spawn_cron_worker(&t.url)).collect();
+    let start = Instant::now();
+    let done_sql = "SELECT COUNT(*) FROM run WHERE function_id = 'ticker' AND status = 'completed'";
+    while count(&t.db, done_sql).await < TICKS {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "fewer than {TICKS} ticks ran within 60 s"
+        );
+        for w in workers.iter_mut() {
+            assert!(w.try_wait().unwrap().is_none(), "a worker process died");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for w in workers.iter_mut() {
+        w.kill().ok();
+        w.wait().ok();
+    }
+
+    let events = count(&t.db, "SELECT COUNT(*) FROM event").await;
+    let runs = count(&t.db, "SELECT COUNT(*) FROM run").await;
+    assert_eq!(runs, events, "one run per tick's event");
+    let rows =
+        t.db.query_all_raw(Statement::from_string(
+            t.db.get_database_backend(),
+            "SELECT data FROM event ORDER BY id".to_string(),
+        ))
+        .await
+        .unwrap();
+    let mut ticks: Vec<i64> = rows
+        .iter()
+        .map(|row| {
+            let data: String = row.try_get_by_index(0).unwrap();
+            let data: serde_json::Value = serde_json::from_str(&data).unwrap();
+            data["tick"].as_i64().expect("a tick's time")
+        })
+        .collect();
+    ticks.sort_unstable();
+    let distinct = ticks.windows(2).all(|w| w[0] < w[1]);
+    assert!(distinct, "a tick made two events: {ticks:?}");
+    // Every second from the first tick on, none skipped.
+    let consecutive = ticks.windows(2).all(|w| w[1] - w[0] == 1_000);
+    assert!(consecutive, "ticks were skipped: {ticks:?}");
+    println!(
+        "ok: {PROCESSES} worker processes with a cron function: {} ticks, one event and one run each",
+        ticks.len()
+    );
 }

@@ -44,18 +44,19 @@ impl Schedule {
         self.tz.name()
     }
 
-    /// The latest tick at or before `now_ms` (Unix ms), if any.
+    /// The latest tick at or before `now_ms` (Unix ms), if any: a whole second, the
+    /// same whenever within its second a scheduler looks.
     pub fn latest(&self, now_ms: i64) -> Option<i64> {
-        let now = self.at(now_ms)?;
+        let now = self.at(whole_second(now_ms))?;
         self.cron
             .find_previous_occurrence(&now, true)
             .ok()
             .map(|t| t.timestamp_millis())
     }
 
-    /// The first tick after `now_ms`, if any.
+    /// The first tick after `now_ms`, if any (a whole second).
     pub fn next(&self, now_ms: i64) -> Option<i64> {
-        let now = self.at(now_ms)?;
+        let now = self.at(whole_second(now_ms))?;
         self.cron
             .find_next_occurrence(&now, false)
             .ok()
@@ -72,6 +73,12 @@ impl Schedule {
             .single()
             .map(|t| t.with_timezone(&self.tz))
     }
+}
+
+/// `ms` rounded down to its second: croner matches whole seconds, and given a time
+/// within a matching second it returns that time itself, milliseconds and all.
+fn whole_second(ms: i64) -> i64 {
+    ms.div_euclid(1_000) * 1_000
 }
 
 /// The idempotency key of `function_id`'s tick at `tick_ms`.
@@ -102,6 +109,23 @@ mod tests {
         // Seconds are optional.
         let every_ten_seconds = Schedule::parse("*/10 * * * * *", "UTC").unwrap();
         assert_eq!(every_ten_seconds.next(now), Some(now + 10_000));
+    }
+
+    #[test]
+    fn a_tick_is_its_whole_second_whenever_a_scheduler_looks() {
+        // Schedulers in several processes wake a few milliseconds after a tick, each at
+        // its own moment: all must name the same tick (its idempotency key).
+        let tick = 1_796_083_230_000;
+        let every_minute = Schedule::parse("* * * * *", "UTC").unwrap();
+        let every_second = Schedule::parse("* * * * * *", "UTC").unwrap();
+        for late in [0, 1, 36, 999] {
+            assert_eq!(
+                every_minute.latest(tick - 30_000 + late),
+                Some(tick - 30_000)
+            );
+            assert_eq!(every_second.latest(tick + late), Some(tick));
+            assert_eq!(every_second.next(tick + late), Some(tick + 1_000));
+        }
     }
 
     #[test]
