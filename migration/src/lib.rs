@@ -14,6 +14,7 @@ mod m20261201_000009_debounce;
 mod m20261201_000010_throttle;
 mod m20261201_000011_rate_limit;
 mod m20261202_000012_unused_lease_index;
+mod m20261202_000013_fair_order;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000010_throttle::Migration),
             Box::new(m20261201_000011_rate_limit::Migration),
             Box::new(m20261202_000012_unused_lease_index::Migration),
+            Box::new(m20261202_000013_fair_order::Migration),
         ]
     }
 }

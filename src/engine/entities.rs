@@ -86,6 +86,8 @@ pub mod run {
         /// For a run of a rate-limited function: its rate-limit key (`""` for a limit on
         /// the whole function). Counted, unless skipped, in its key's window.
         pub rate_key: Option<String>,
+        /// Its place in the plain claim's order, on the fair clock of `fairness`.
+        pub fair_at: i64,
         pub created_at: i64,
         pub started_at: Option<i64>,
         pub ended_at: Option<i64>,

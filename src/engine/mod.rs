@@ -28,6 +28,7 @@ mod error;
 mod event;
 mod executor;
 mod expr;
+mod fairness;
 mod function;
 mod maintenance;
 pub mod metrics;

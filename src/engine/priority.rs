@@ -1,9 +1,10 @@
 //! Priority (`Function::priority`): a CEL expression over the event gives each new run
 //! a head start of so many seconds, from 0 to [`MAX_HEAD_START`]. The run is queued as
-//! if it had been sent that much earlier (its `due_at` moves back; `created_at` stays),
-//! so it is claimed before the runs due in that window — on the plain claim and on the
-//! gated one (concurrency limits) alike, which both take runs in due order; the runs a
-//! throttle holds back all move to when its window frees, and then go in send order.
+//! if it had been sent that much earlier (its `due_at` and its place on the fair clock
+//! move back; `created_at` stays), so the gated claim (concurrency limits), in due
+//! order, takes it before the runs due in that window, and the plain claim, in fair
+//! order (`fairness`), that many shares ahead; the runs a throttle holds back all move
+//! to when its window frees, and then go in send order.
 //! Nothing is ever delayed: a value below 0, or one that cannot be evaluated, is no head
 //! start.
 use std::fmt;

@@ -32,7 +32,7 @@ pub(crate) struct Saved {
 pub(crate) type ClaimedEvent = Result<Event, String>;
 
 /// Claims up to `limit` due open runs (without concurrency or throttle keys) for this
-/// worker, oldest due first, with their events (gated runs: [`claim_gated`]).
+/// worker, first in the fair order, with their events (gated runs: [`claim_gated`]).
 pub(crate) async fn claim(
     rt: &Runtime,
     limit: usize,
@@ -44,7 +44,8 @@ pub(crate) async fn claim(
         .and_where(due_states())
         .and_where(open())
         .and_where(Expr::col(run::Column::DueAt).lte(now))
-        .order_by(run::Column::DueAt, Order::Asc)
+        // Users in turn (see `fairness`), from `idx_run_fair`.
+        .order_by(run::Column::FairAt, Order::Asc)
         .limit(limit as u64);
     let postgres = rt.postgres();
     if postgres {

@@ -181,6 +181,8 @@ fn transitions(rt: &Runtime, moves: &[(&str, &Transition)], now: i64) -> UpdateS
     }
     let mut status = Column::new(run::Column::Status);
     let mut due_at = Column::new(run::Column::DueAt);
+    // A parked run goes back in the fair order at the time it falls due.
+    let mut fair_at = Column::new(run::Column::FairAt);
     let mut output = Column::new(run::Column::Output);
     let mut error = Column::new(run::Column::Error);
     let mut attempts = Column::new(run::Column::Attempts);
@@ -194,6 +196,7 @@ fn transitions(rt: &Runtime, moves: &[(&str, &Transition)], now: i64) -> UpdateS
                 error: e,
             } => {
                 due_at.set(run_id, *at);
+                fair_at.set(run_id, *at);
                 if let Some(n) = n {
                     attempts.set(run_id, *n);
                 }
@@ -201,7 +204,10 @@ fn transitions(rt: &Runtime, moves: &[(&str, &Transition)], now: i64) -> UpdateS
                     error.set(run_id, e.as_str());
                 }
             }
-            Transition::Sleeping { due_at: at } => due_at.set(run_id, *at),
+            Transition::Sleeping { due_at: at } => {
+                due_at.set(run_id, *at);
+                fair_at.set(run_id, *at);
+            }
             Transition::Completed { output: o } => {
                 output.set(run_id, o.as_str());
                 // An earlier attempt's error no longer describes the run.
@@ -222,7 +228,7 @@ fn transitions(rt: &Runtime, moves: &[(&str, &Transition)], now: i64) -> UpdateS
     }
     let mut update = Query::update();
     update.table(run::Entity);
-    for column in [status, due_at, output, error, attempts, ended_at] {
+    for column in [status, due_at, fair_at, output, error, attempts, ended_at] {
         if column.arms > 0 {
             update.value(column.col, column.case.finally(Expr::col(column.col)));
         }
@@ -340,6 +346,7 @@ async fn commit_in_one_statement(rt: &Runtime, writes: &[&Write]) -> Result<Owne
         owned AS (UPDATE run SET \
             status = coalesce(w.status, run.status), \
             due_at = coalesce(w.due_at, run.due_at), \
+            fair_at = coalesce(w.due_at, run.fair_at), \
             attempts = coalesce(w.attempts, run.attempts), \
             output = CASE WHEN w.set_output THEN w.output ELSE run.output END, \
             error = CASE WHEN w.set_error THEN w.error ELSE run.error END, \

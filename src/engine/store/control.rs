@@ -56,6 +56,7 @@ pub(crate) async fn rescue(rt: &Runtime) -> Result<Vec<RunUpdate>, DbErr> {
     let mut rescue = unlock(RunStatus::Queued, now);
     rescue
         .value(run::Column::DueAt, now)
+        .value(run::Column::FairAt, now)
         .and_where(running())
         .and_where(Expr::col(run::Column::LeaseUntil).lt(now));
     updates_from(rt.db.query_all(&rescue).await?, RunStatus::Queued)
@@ -75,6 +76,7 @@ pub(crate) async fn release(rt: &Runtime, run_ids: Vec<String>) -> Result<Vec<Ru
     let mut release = unlock(RunStatus::Queued, now);
     release
         .value(run::Column::DueAt, now)
+        .value(run::Column::FairAt, now)
         .value(run::Column::StalledClaims, undo_stall())
         .and_where(id_col().is_in(run_ids))
         .and_where(running())
@@ -99,6 +101,7 @@ pub(crate) async fn hand_back(
     }
     hand_back
         .value(run::Column::DueAt, due_at)
+        .value(run::Column::FairAt, due_at)
         .value(run::Column::Error, storable(reason))
         .and_where(id_col().eq(run.run_id.as_str()))
         .and_where(running())
@@ -195,6 +198,7 @@ pub(crate) async fn rerun(rt: &Runtime, run_id: &str, now: i64) -> Result<Option
     // Not debounced: a re-run is asked for by hand and starts now.
     super::send::with_gate_keys(rt, &mut row, &old.function_id, &event);
     row.rerun_of = sea_orm::Set(Some(old.id));
+    super::send::place_all(&txn, vec![&mut row], now).await?;
     run::Entity::insert(row)
         .exec_without_returning(&txn)
         .await?;

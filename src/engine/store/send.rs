@@ -1,8 +1,9 @@
 //! Recording events and one queued run per function each triggers, through the
 //! caller's connection or transaction.
 use std::borrow::Cow;
+use std::collections::HashMap;
 
-use sea_orm::sea_query::{Expr, ExprTrait, Func, OnConflict, Query};
+use sea_orm::sea_query::{Expr, ExprTrait, Func, OnConflict, Order, Query};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, IntoActiveModel, QueryFilter,
     QuerySelect, Set, TransactionSession, TransactionTrait,
@@ -17,6 +18,7 @@ use crate::engine::error::EngineError;
 use crate::engine::event::{
     new_id, prepare, Event, NewEvent, Prepared, SendReceipt, FAILED, SCHEDULED,
 };
+use crate::engine::fairness::Places;
 use crate::engine::function::Failure;
 use crate::engine::progress::RunRef;
 use crate::engine::runtime::Runtime;
@@ -54,6 +56,7 @@ pub(crate) fn new_run(
         debounce_key: Set(None),
         throttle_key: Set(None),
         rate_key: Set(None),
+        fair_at: Set(now),
         created_at: Set(now),
         started_at: Set(None),
         ended_at: Set(None),
@@ -109,10 +112,94 @@ pub(crate) async fn send_many<'a, C: ConnectionTrait + TransactionTrait>(
                     .all(|run| !is_debounced(run) && !is_rate_limited(run))
         });
     if one_statement {
-        send_in_one_statement(conn, rows).await
+        send_in_one_statement(conn, rows, now).await
     } else {
-        send_in_transaction(rt, conn, rows).await
+        send_in_transaction(rt, conn, rows, now).await
     }
+}
+
+/// Gives new `runs` their places in the fair order (see `fairness`). Reads, in one
+/// statement on `conn`, the place of the first run waiting and that of each of their
+/// users' last runs if it has not started yet (one probe of the user's newest run, by
+/// `idx_run_user`). On SQLite, call it after the send's first write: a read first would
+/// leave a deferred transaction unable to take the write lock.
+pub(crate) async fn place_all<C: ConnectionTrait>(
+    conn: &C,
+    mut runs: Vec<&mut run::ActiveModel>,
+    now: i64,
+) -> Result<(), DbErr> {
+    let mut places = places(conn, &runs, now).await?;
+    for run in runs.iter_mut() {
+        place(&mut places, run, now);
+    }
+    Ok(())
+}
+
+async fn places<C: ConnectionTrait>(
+    conn: &C,
+    runs: &[&mut run::ActiveModel],
+    now: i64,
+) -> Result<Places, DbErr> {
+    let mut users: Vec<Option<String>> = runs
+        .iter()
+        .filter_map(|run| match &run.user_id {
+            sea_orm::ActiveValue::Set(user) => Some(user.clone()),
+            _ => None,
+        })
+        .collect();
+    users.sort_unstable();
+    users.dedup();
+    if users.is_empty() {
+        return Ok(Places::new(now, None, HashMap::new()));
+    }
+    let mut head = Query::select();
+    head.expr(Func::min(Expr::col(run::Column::FairAt)))
+        .from(run::Entity)
+        .and_where(super::due_states())
+        .and_where(super::open());
+    let mut read = Query::select();
+    read.expr(Expr::SubQuery(None, Box::new(head.into())));
+    for user in &users {
+        let mut last = Query::select();
+        last.expr(Expr::cust(
+            "CASE WHEN status = 'queued' AND claims = 0 THEN fair_at + created_at - due_at END",
+        ))
+        .from(run::Entity)
+        .and_where(match user {
+            Some(user) => Expr::col(run::Column::UserId).eq(user.as_str()),
+            None => Expr::col(run::Column::UserId).is_null(),
+        })
+        .order_by(run::Column::Id, Order::Desc)
+        .limit(1);
+        read.expr(Expr::SubQuery(None, Box::new(last.into())));
+    }
+    let Some(row) = conn.query_one(&read).await? else {
+        return Ok(Places::new(now, None, HashMap::new()));
+    };
+    let head: Option<i64> = row.try_get_by_index(0)?;
+    let mut last = HashMap::new();
+    for (i, user) in users.into_iter().enumerate() {
+        if let Some(at) = row.try_get_by_index::<Option<i64>>(i + 1)? {
+            last.insert(user, at);
+        }
+    }
+    Ok(Places::new(now, head, last))
+}
+
+/// Gives a new `run` its place: the next of its user's, moved back by the head start
+/// its due time already took. A run due later (debounced) waits at its due time, as
+/// parked runs do.
+fn place(places: &mut Places, run: &mut run::ActiveModel, now: i64) {
+    let (Set(user), Set(due_at)) = (&run.user_id, &run.due_at) else {
+        return;
+    };
+    let due_at = *due_at;
+    let at = if due_at > now {
+        due_at
+    } else {
+        places.take(user) - (now - due_at)
+    };
+    run.fair_at = Set(at);
 }
 
 /// An event's rows and its receipt, before anything is stored.
@@ -225,9 +312,17 @@ fn rows(rt: &Runtime, p: Prepared, functions: &[String], awaited: bool, now: i64
 /// is prepared once, and no batch meets the limit on bound parameters.
 async fn send_in_one_statement<C: ConnectionTrait>(
     conn: &C,
-    rows: Vec<Rows>,
+    mut rows: Vec<Rows>,
+    now: i64,
 ) -> Result<Vec<SendReceipt>, EngineError> {
     use sea_orm::TryIntoModel;
+
+    place_all(
+        conn,
+        rows.iter_mut().flat_map(|r| &mut r.runs).collect(),
+        now,
+    )
+    .await?;
 
     let mut events = Vec::with_capacity(rows.len());
     let mut runs = Vec::new();
@@ -245,7 +340,7 @@ async fn send_in_one_statement<C: ConnectionTrait>(
                 "claims": m.claims, "stalled_claims": m.stalled_claims,
                 "attempts": m.attempts, "rerun_of": m.rerun_of,
                 "concurrency_key": m.concurrency_key, "concurrency_key_2": m.concurrency_key_2,
-                "throttle_key": m.throttle_key,
+                "throttle_key": m.throttle_key, "fair_at": m.fair_at,
                 "created_at": m.created_at, "updated_at": m.updated_at,
             }));
         }
@@ -259,14 +354,14 @@ async fn send_in_one_statement<C: ConnectionTrait>(
         AS e(id text, name text, data text, user_id text, ts bigint)";
     const INSERT_RUNS: &str = "INSERT INTO run (id, function_id, event_id, user_id, status, \
         due_at, claims, stalled_claims, attempts, rerun_of, concurrency_key, \
-        concurrency_key_2, throttle_key, created_at, updated_at) \
+        concurrency_key_2, throttle_key, fair_at, created_at, updated_at) \
         SELECT id, function_id, event_id, user_id, status, due_at, claims, stalled_claims, \
-        attempts, rerun_of, concurrency_key, concurrency_key_2, throttle_key, created_at, \
-        updated_at FROM json_to_recordset($2::json) \
+        attempts, rerun_of, concurrency_key, concurrency_key_2, throttle_key, fair_at, \
+        created_at, updated_at FROM json_to_recordset($2::json) \
         AS r(id text, function_id text, event_id text, user_id text, status text, \
         due_at bigint, claims integer, stalled_claims integer, attempts integer, \
         rerun_of text, concurrency_key text, concurrency_key_2 text, throttle_key text, \
-        created_at bigint, updated_at bigint)";
+        fair_at bigint, created_at bigint, updated_at bigint)";
     let events = serde_json::Value::Array(events).to_string();
     let statement = if runs.is_empty() {
         sea_orm::Statement::from_sql_and_values(DbBackend::Postgres, INSERT_EVENTS, [events.into()])
@@ -299,6 +394,7 @@ async fn send_in_transaction<C: ConnectionTrait + TransactionTrait>(
     rt: &Runtime,
     conn: &C,
     rows: Vec<Rows>,
+    now: i64,
 ) -> Result<Vec<SendReceipt>, EngineError> {
     let txn = conn.begin().await?;
     let conn = &txn;
@@ -351,6 +447,17 @@ async fn send_in_transaction<C: ConnectionTrait + TransactionTrait>(
             .exec_without_returning(conn)
             .await?;
     }
+    // After the events: the write lock is held.
+    place_all(
+        conn,
+        run_rows
+            .iter_mut()
+            .chain(limited.iter_mut().map(|(_, run)| run))
+            .chain(debounced.iter_mut().map(|(_, run)| run))
+            .collect(),
+        now,
+    )
+    .await?;
     for chunk in run_rows.chunks(ROWS_PER_INSERT) {
         run::Entity::insert_many(chunk.to_vec())
             .exec_without_returning(conn)
@@ -431,6 +538,7 @@ async fn debounce<C: ConnectionTrait>(
         m.concurrency_key_2.into(),
         m.debounce_key.into(),
         m.throttle_key.into(),
+        m.fair_at.into(),
         m.created_at.into(),
         m.updated_at.into(),
     ];
@@ -446,10 +554,10 @@ async fn debounce<C: ConnectionTrait>(
     let sql = format!(
         "INSERT INTO run (id, function_id, event_id, user_id, status, due_at, claims, \
          stalled_claims, attempts, concurrency_key, concurrency_key_2, debounce_key, \
-         throttle_key, created_at, updated_at) VALUES ({}) \
+         throttle_key, fair_at, created_at, updated_at) VALUES ({}) \
          ON CONFLICT (function_id, debounce_key) \
          WHERE status = 'queued' AND claims = 0 AND debounce_key IS NOT NULL \
-         DO UPDATE SET event_id = excluded.event_id, due_at = {due}, \
+         DO UPDATE SET event_id = excluded.event_id, due_at = {due}, fair_at = {due}, \
          concurrency_key = excluded.concurrency_key, \
          concurrency_key_2 = excluded.concurrency_key_2, \
          throttle_key = excluded.throttle_key, updated_at = excluded.updated_at \

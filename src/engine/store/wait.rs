@@ -260,6 +260,7 @@ async fn wake_runs<C: ConnectionTrait>(
 ) -> Result<(), DbErr> {
     run::Entity::update_many()
         .col_expr(run::Column::DueAt, Expr::value(now))
+        .col_expr(run::Column::FairAt, Expr::value(now))
         .col_expr(run::Column::UpdatedAt, Expr::value(now))
         .filter(run::Column::Id.is_in(run_ids))
         .filter(run::Column::Status.eq(RunStatus::Sleeping.as_str()))
