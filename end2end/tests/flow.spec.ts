@@ -86,6 +86,43 @@ test('five quick demo/typing sends make one debounced-summary run, with the last
   expect(errors).toEqual([]);
 });
 
+test('batched-digest gathers three quick demo/note sends into one run and starts a fourth alone after 5 s, "queued: waiting for batch" until then', async ({ page }) => {
+  const errors = watchConsole(page);
+  await signUp(page, newEmail('batch'));
+  await page.goto('/functions');
+  await hydrated(page);
+  await expect(page.locator('article.function[data-function="batched-digest"] .batch'))
+    .toContainText('up to 3 events or 5s per user');
+
+  await page.goto('/events');
+  await hydrated(page);
+  for (const text of ['milk', 'eggs', 'bread', 'tea']) {
+    await sendEvent(page, 'demo/note', { text });
+  }
+
+  await page.goto('/runs?function=batched-digest');
+  await hydrated(page);
+  const rows = page.locator('tr.run-row');
+  await expect(rows).toHaveCount(2);
+  // Newest first: the full batch ran at once; the fourth note's batch waits, saying why.
+  await expect(rows.nth(1).locator('.status')).toHaveAttribute('data-status', 'completed');
+  const open = rows.nth(0);
+  if ((await open.locator('.status').getAttribute('data-status')) === 'queued') {
+    await expect(open.locator('td').first()).toHaveText(/queued: waiting for batch/);
+    await expect(open.locator('.held-back')).toHaveAttribute('title', /1 of up to 3 events or 5s per user/);
+  }
+  // The page refetches by itself when the partial batch's 5 s are up.
+  await expect(open.locator('.status')).toHaveAttribute('data-status', 'completed', { timeout: 15_000 });
+  await expect(rows).toHaveCount(2);
+
+  await rows.nth(1).getByRole('link').click();
+  await hydrated(page);
+  await expect(page.locator('.two-col')).toContainText('"milk"');
+  await expect(page.locator('.two-col')).toContainText('"bread"');
+  await expect(page.locator('.two-col')).not.toContainText('"tea"');
+  expect(errors).toEqual([]);
+});
+
 test('throttled-api starts two sends per 10 s, shows the third "queued: throttled" until when, and starts it by itself', async ({ page }) => {
   const errors = watchConsole(page);
   await signUp(page, newEmail('throttle'));

@@ -15,6 +15,7 @@ mod m20261201_000010_throttle;
 mod m20261201_000011_rate_limit;
 mod m20261202_000012_unused_lease_index;
 mod m20261202_000013_fair_order;
+mod m20261202_000014_batch;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -36,6 +37,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000011_rate_limit::Migration),
             Box::new(m20261202_000012_unused_lease_index::Migration),
             Box::new(m20261202_000013_fair_order::Migration),
+            Box::new(m20261202_000014_batch::Migration),
         ]
     }
 }

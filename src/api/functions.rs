@@ -21,6 +21,8 @@ pub struct FunctionView {
     pub concurrency: Vec<String>,
     /// Its debounce: `3s per user`.
     pub debounce: Option<String>,
+    /// Its batching: `up to 10 events or 5s per user`.
+    pub batch: Option<String>,
     /// Its throttle: `2 starts per 10s per event.user_id`.
     pub throttle: Option<String>,
     /// Its rate limit: `1 run per 60s per event.user_id`.
@@ -118,6 +120,7 @@ mod ssr {
                 cancelled_by: f.cancels().iter().map(|rule| rule.to_string()).collect(),
                 concurrency: f.limits().iter().map(|l| l.to_string()).collect(),
                 debounce: f.debounced().map(|d| d.to_string()),
+                batch: f.batched().map(|b| b.to_string()),
                 throttle: f.throttled().map(|t| t.to_string()),
                 rate_limit: f.rate_limited().map(|r| r.to_string()),
                 priority: f.prioritized().map(|p| p.to_string()),

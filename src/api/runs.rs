@@ -31,7 +31,8 @@ pub struct RunRow {
 
 /// Why a queued run has not started: `by` is `concurrency` ("1 at once per
 /// event.user_id"), `throttle` ("2 starts per 10s per event.user_id", with the earliest
-/// start in `until`) or `debounce` ("3s per user").
+/// start in `until`), `debounce` ("3s per user") or `batch` ("3 of up to 10 events or
+/// 5s per user", with its timeout in `until`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HeldBackView {
     pub by: String,

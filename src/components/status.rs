@@ -58,14 +58,15 @@ pub fn StatusBadge(#[prop(into)] status: Badge) -> impl IntoView {
     }
 }
 
-/// After a queued run's badge, what holds it back — ": concurrency", ": throttled" or
-/// ": debounced" — with the reason in full in the tooltip.
+/// After a queued run's badge, what holds it back — ": concurrency", ": throttled",
+/// ": debounced" or ": waiting for batch" — with the reason in full in the tooltip.
 #[component]
 pub fn HeldBack(why: Option<HeldBackView>) -> impl IntoView {
     why.map(|why| {
         let word = match why.by.as_str() {
             "debounce" => "debounced",
             "throttle" => "throttled",
+            "batch" => "waiting for batch",
             _ => "concurrency",
         };
         view! {
@@ -82,6 +83,13 @@ pub fn held_back_reason(why: &HeldBackView) -> String {
     let detail = &why.detail;
     match why.by.as_str() {
         "debounce" => format!("the burst of events to go quiet (debounce: {detail})"),
+        "batch" => match why.until {
+            Some(until) => format!(
+                "more events for its batch ({detail}): starts when full, or at {}",
+                format_time(until)
+            ),
+            None => format!("more events for its batch ({detail})"),
+        },
         "throttle" => match why.until {
             Some(until) => format!("its throttle ({detail}): not before {}", format_time(until)),
             None => format!("its throttle ({detail})"),

@@ -206,6 +206,20 @@ async fn spawn(
             return Err(err);
         }
     };
+    // A batch run's events, in order (`Function::batch`).
+    let batched: Vec<String> = runs
+        .iter()
+        .filter(|(r, _)| r.batch_size > 0)
+        .map(|(r, _)| r.id.clone())
+        .collect();
+    let mut batches = match store::claim::batches(rt, batched).await {
+        Ok(batches) => batches,
+        Err(err) => {
+            let ids: Vec<String> = runs.iter().map(|(r, _)| r.id.clone()).collect();
+            let _ = store::control::release(rt, ids).await;
+            return Err(err);
+        }
+    };
     let running = runs
         .iter()
         .map(|(run, _)| RunRef::of(run).update(RunStatus::Running))
@@ -216,7 +230,15 @@ async fn spawn(
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             break; // cannot happen: we claimed no more than the free slots
         };
-        let saved = steps.remove(&run.id).unwrap_or_default();
+        let mut saved = steps.remove(&run.id).unwrap_or_default();
+        let event = match batches.remove(&run.id) {
+            Some(Ok(batch)) => {
+                saved.batch = batch;
+                event
+            }
+            Some(Err(why)) => Err(why),
+            None => event,
+        };
         let flight = rt.in_flight.enter(&run.id, run.claims);
         let rt = rt.clone();
         let registry = registry.clone();

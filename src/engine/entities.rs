@@ -88,6 +88,11 @@ pub mod run {
         pub rate_key: Option<String>,
         /// Its place in the plain claim's order, on the fair clock of `fairness`.
         pub fair_at: i64,
+        /// For a run of a batched function whose batch is still open: its batch key,
+        /// scoped to its user; cleared when the batch is full.
+        pub batch_key: Option<String>,
+        /// Events in its batch (0 for a run of a function that does not batch).
+        pub batch_size: i32,
         pub created_at: i64,
         pub started_at: Option<i64>,
         pub ended_at: Option<i64>,
@@ -248,6 +253,26 @@ pub mod skipped_run {
         /// "over the rate limit of 1 run per 60s per event.user_id".
         pub reason: String,
         pub created_at: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// One event of a batch run (`Function::batch`), at its position in the batch.
+pub mod batch_event {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "batch_event")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub run_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub position: i32,
+        pub event_id: String,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

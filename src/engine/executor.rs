@@ -103,6 +103,11 @@ pub(crate) async fn execute(
 
     let retries = function.retry_limit();
     let stopped = Arc::new(Notify::new());
+    let events = if saved.batch.is_empty() {
+        vec![event.clone()]
+    } else {
+        saved.batch.clone()
+    };
     let ctx = Ctx {
         step: Step::new(
             rt.clone(),
@@ -118,6 +123,7 @@ pub(crate) async fn execute(
             stopped.clone(),
         ),
         event,
+        events,
         run_id: run.id.clone(),
         state: registry.state.clone(),
     };

@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::batch::Batch;
 use super::concurrency::Concurrency;
 use super::cron::Schedule;
 use super::debounce::Debounce;
@@ -32,7 +33,11 @@ type Handler = Arc<dyn Fn(Ctx) -> BoxFuture<'static, Result<Value, FnError>> + S
 /// What a handler receives: the triggering event, the step tools of its run, and the
 /// state the engine was given.
 pub struct Ctx {
+    /// The run's event; for a batched function, the batch's first.
     pub event: Event,
+    /// Every event of the run: a batch's, in the order they were sent; otherwise the
+    /// one event.
+    pub events: Vec<Event>,
     pub step: Step,
     pub run_id: String,
     pub(crate) state: Arc<State>,
@@ -123,6 +128,8 @@ pub struct Function {
     limits: Vec<Concurrency>,
     /// How bursts of its events are folded into one run.
     debounce: Option<Debounce>,
+    /// How its events are gathered into runs of many.
+    batch: Option<Batch>,
     /// How many of its runs may start per period, in all or per key.
     throttle: Option<Throttle>,
     /// How many of its runs may be queued per period; the rest are skipped.
@@ -199,6 +206,7 @@ impl Function {
             schedules: Vec::new(),
             limits: Vec::new(),
             debounce: None,
+            batch: None,
             throttle: None,
             rate_limit: None,
             priority: None,
@@ -323,6 +331,19 @@ impl Function {
     /// How it is debounced, if it is.
     pub fn debounced(&self) -> Option<&Debounce> {
         self.debounce.as_ref()
+    }
+
+    /// Gathers its events into runs of up to `max_events`, one batch per user, started
+    /// when full or a timeout after the batch's first event: `batch(Batch::new(10,
+    /// secs(5)))`. The handler reads them all from [`Ctx::events`] (see [`Batch`]).
+    pub fn batch(mut self, batch: Batch) -> Self {
+        self.batch = Some(batch);
+        self
+    }
+
+    /// How it batches its events, if it does.
+    pub fn batched(&self) -> Option<&Batch> {
+        self.batch.as_ref()
     }
 
     /// Lets at most so many of its runs start per period, in all processes together:
@@ -600,6 +621,24 @@ impl Registry {
                     )));
                 }
             }
+            if let Some(batch) = function.batched() {
+                batch.check(function.id())?;
+                let others = [
+                    (function.debounced().is_some(), "a debounce"),
+                    (
+                        function.queue_limit().is_some(),
+                        "a rate limit or an idempotency key",
+                    ),
+                    (function.prioritized().is_some(), "a priority"),
+                    (!function.cancels().is_empty(), "cancel_on rules"),
+                ];
+                if let Some((_, what)) = others.iter().find(|(has, _)| *has) {
+                    return Err(EngineError::InvalidFunction(format!(
+                        "function {:?}: a batched function cannot also have {what}",
+                        function.id()
+                    )));
+                }
+            }
             if let Some(debounce) = function.debounced() {
                 debounce.check(function.id())?;
                 if !function.cancels().is_empty() {
@@ -735,6 +774,14 @@ impl Registry {
         self.functions
             .values()
             .filter_map(|f| f.debounce.clone().map(|d| (f.id.clone(), d)))
+            .collect()
+    }
+
+    /// Each batched function's batch.
+    pub(crate) fn batches(&self) -> HashMap<String, Batch> {
+        self.functions
+            .values()
+            .filter_map(|f| f.batch.clone().map(|b| (f.id.clone(), b)))
             .collect()
     }
 

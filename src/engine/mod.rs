@@ -17,6 +17,7 @@
 //! This module knows nothing of the web app or of workflows.
 //!
 //! The map of its parts, and of one run's path through them, is `src/engine/README.md`.
+mod batch;
 mod clock;
 mod completer;
 mod concurrency;
@@ -44,6 +45,7 @@ mod store;
 mod throttle;
 
 pub use crate::domain::{RunStatus, StepKind, StepStatus};
+pub use batch::{Batch, MAX_BATCH_EVENTS, MAX_BATCH_TIMEOUT};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use concurrency::{Concurrency, MAX_LIMITS};
 pub use cron::Schedule;
@@ -143,6 +145,7 @@ impl EngineBuilder {
         rt.cancel_rules = registry.cancel_rules();
         rt.limits = registry.limits();
         rt.debounces = registry.debounces();
+        rt.batches = registry.batches();
         rt.throttles = throttles;
         rt.rate_limits = rate_limits;
         rt.priorities = registry.priorities();

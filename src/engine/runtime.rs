@@ -105,6 +105,8 @@ pub(crate) struct Runtime {
     pub limits: HashMap<String, Vec<super::concurrency::Concurrency>>,
     /// Function id -> its debounce (`Function::debounce`).
     pub debounces: HashMap<String, super::debounce::Debounce>,
+    /// Function id -> its batch (`Function::batch`).
+    pub batches: HashMap<String, super::batch::Batch>,
     /// Function id -> its throttle (`Function::throttle`).
     pub throttles: HashMap<String, super::throttle::Throttle>,
     /// Function id -> its rate limit (`Function::rate_limit`).
@@ -199,6 +201,7 @@ impl Runtime {
             cancel_rules: HashMap::new(),
             limits: HashMap::new(),
             debounces: HashMap::new(),
+            batches: HashMap::new(),
             throttles: HashMap::new(),
             rate_limits: HashMap::new(),
             priorities: HashMap::new(),

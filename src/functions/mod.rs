@@ -1,5 +1,6 @@
 //! The app's own background functions, built only from the engine's public API.
 pub mod approval_flow;
+pub mod batched_digest;
 pub mod debounced_summary;
 pub mod fails_on_purpose;
 pub mod fan_out;
@@ -24,6 +25,7 @@ pub fn all() -> Vec<Function> {
         minutely_report::function(),
         per_user_serial::function(),
         debounced_summary::function(),
+        batched_digest::function(),
         throttled_api::function(),
         rate_limited_digest::function(),
         fan_out::function(),

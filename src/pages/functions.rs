@@ -98,6 +98,10 @@ fn FunctionCard(
                     <dt>"Debounce"</dt>
                     <dd class="debounce"><code class="trigger">{d}</code></dd>
                 })}
+                {function.batch.clone().map(|b| view! {
+                    <dt>"Batch"</dt>
+                    <dd class="batch"><code class="trigger">{b}</code></dd>
+                })}
                 {(!function.cancelled_by.is_empty()).then(|| view! {
                     <dt>"Cancelled by"</dt>
                     <dd class="cancelled-by">{function.cancelled_by.iter().map(|t| view! { <code class="trigger">{t.clone()}</code> " " }).collect_view()}</dd>

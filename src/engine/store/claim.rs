@@ -13,16 +13,19 @@ use sea_orm::{
 use super::{due_states, gated, id_col, id_in, locked_by_us, open, running};
 use crate::domain::{RunStatus, StepKind, StepStatus};
 use crate::engine::concurrency::Concurrency;
-use crate::engine::entities::{event, run, step, wait};
+use crate::engine::entities::{batch_event, event, run, step, wait};
 use crate::engine::event::Event;
 use crate::engine::runtime::Runtime;
 use crate::engine::throttle::{Starts, Throttle, Window};
 
-/// What earlier invocations of a run recorded: its steps in order and, for a run parked
-/// on a wait, its waits by step key and the events that ended them.
+/// What a claimed run brings to its invocation: what earlier invocations recorded (its
+/// steps in order and, for a run parked on a wait, its waits by step key and the events
+/// that ended them) and, for a batch run, its events.
 #[derive(Debug, Default)]
 pub(crate) struct Saved {
     pub steps: Vec<step::Model>,
+    /// A batch run's events, in order; empty for other runs.
+    pub batch: Vec<Event>,
     pub waits: HashMap<String, wait::Model>,
     pub wait_events: HashMap<String, Event>,
 }
@@ -474,6 +477,35 @@ fn readable(row: Result<event::Model, DbErr>) -> ClaimedEvent {
 
 fn gone(event_id: &str) -> String {
     format!("its event {event_id} is gone")
+}
+
+/// The events of these batch runs (`Function::batch`), in the order they joined; for a
+/// run one of whose events is gone or unreadable, why (the run fails: no event of a
+/// batch is dropped unseen). Two reads, however many runs.
+pub(crate) async fn batches(
+    rt: &Runtime,
+    run_ids: Vec<String>,
+) -> Result<HashMap<String, Result<Vec<Event>, String>>, DbErr> {
+    if run_ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows = batch_event::Entity::find()
+        .filter(batch_event::Column::RunId.is_in(run_ids))
+        .order_by_asc(batch_event::Column::Position)
+        .all(&rt.db)
+        .await?;
+    let events = events(rt, rows.iter().map(|r| r.event_id.clone()).collect()).await?;
+    let mut by_run: HashMap<String, Result<Vec<Event>, String>> = HashMap::new();
+    for row in rows {
+        let batch = by_run.entry(row.run_id).or_insert_with(|| Ok(Vec::new()));
+        let Ok(list) = batch else { continue };
+        match events.get(&row.event_id) {
+            Some(Ok(event)) => list.push(event.clone()),
+            Some(Err(why)) => *batch = Err(format!("an event of its batch: {why}")),
+            None => *batch = Err(format!("an event of its batch: {}", gone(&row.event_id))),
+        }
+    }
+    Ok(by_run)
 }
 
 /// What these runs saved (see [`Saved`]).

@@ -191,10 +191,11 @@ pub async fn queue(db: &impl ConnectionTrait, now: i64) -> Result<Vec<(String, i
 /// Why a queued run has not started.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HeldBack {
-    /// `concurrency`, `throttle` or `debounce`.
+    /// `concurrency`, `throttle`, `debounce` or `batch`.
     pub by: &'static str,
     /// The limit ("1 at once per event.user_id"), the throttle ("2 starts per 10s per
-    /// event.user_id") or the debounce ("3s per user").
+    /// event.user_id"), the debounce ("3s per user") or the batch so far ("3 of up to
+    /// 10 events or 5s per user").
     pub detail: String,
     /// For a throttled run: the earliest time it may start (when the oldest start in
     /// its key's window leaves it).
@@ -202,7 +203,8 @@ pub struct HeldBack {
 }
 
 /// For each of `runs` that is queued and has not started: what holds it back, if
-/// anything does — a debounce whose period has not passed, a throttle whose window is
+/// anything does — a debounce whose period has not passed, a batch still open (until
+/// its timeout), a throttle whose window is
 /// full (or moved the run's start), or (for a run due already) a concurrency limit with
 /// no room, counted as the claim counts.
 pub(crate) async fn held_back(
@@ -227,6 +229,20 @@ pub(crate) async fn held_back(
             ))
         })
         .collect();
+    // A batch still open: waiting for more events until its timeout.
+    for r in queued
+        .clone()
+        .filter(|r| r.batch_key.is_some() && r.claims == 0)
+    {
+        if let Some(batch) = rt.batches.get(&r.function_id) {
+            let why = HeldBack {
+                by: "batch",
+                detail: format!("{} of {}", r.batch_size, batch),
+                until: Some(r.due_at),
+            };
+            held.insert(r.id.clone(), why);
+        }
+    }
     let throttled: Vec<&run::Model> = queued
         .clone()
         .filter(|r| r.started_at.is_none() && !held.contains_key(&r.id))

@@ -13,7 +13,7 @@ use super::notify;
 use crate::domain::RunStatus;
 use crate::engine::concurrency;
 use crate::engine::cron::{tick_key, Schedule};
-use crate::engine::entities::{awaited_event, event, run, skipped_run, wait};
+use crate::engine::entities::{awaited_event, batch_event, event, run, skipped_run, wait};
 use crate::engine::error::EngineError;
 use crate::engine::event::{
     new_id, prepare, Event, NewEvent, Prepared, SendReceipt, FAILED, SCHEDULED,
@@ -57,6 +57,8 @@ pub(crate) fn new_run(
         throttle_key: Set(None),
         rate_key: Set(None),
         fair_at: Set(now),
+        batch_key: Set(None),
+        batch_size: Set(0),
         created_at: Set(now),
         started_at: Set(None),
         ended_at: Set(None),
@@ -109,7 +111,7 @@ pub(crate) async fn send_many<'a, C: ConnectionTrait + TransactionTrait>(
                 && r.cancels.is_empty()
                 && r.runs
                     .iter()
-                    .all(|run| !is_debounced(run) && !is_rate_limited(run))
+                    .all(|run| !is_debounced(run) && !is_rate_limited(run) && !is_batched(run))
         });
     if one_statement {
         send_in_one_statement(conn, rows, now).await
@@ -119,9 +121,8 @@ pub(crate) async fn send_many<'a, C: ConnectionTrait + TransactionTrait>(
 }
 
 /// Gives new `runs` their places in the fair order (see `fairness`). Reads, in one
-/// statement on `conn`, the place of the first run waiting and that of each of their
-/// users' last runs if it has not started yet (one probe of the user's newest run, by
-/// `idx_run_user`). On SQLite, call it after the send's first write: a read first would
+/// statement on `conn`, the place of each of their users' last run if it has not
+/// started yet (one probe of the user's newest run, by `idx_run_user`). On SQLite, call it after the send's first write: a read first would
 /// leave a deferred transaction unable to take the write lock.
 pub(crate) async fn place_all<C: ConnectionTrait>(
     conn: &C,
@@ -150,15 +151,9 @@ async fn places<C: ConnectionTrait>(
     users.sort_unstable();
     users.dedup();
     if users.is_empty() {
-        return Ok(Places::new(now, None, HashMap::new()));
+        return Ok(Places::new(now, HashMap::new()));
     }
-    let mut head = Query::select();
-    head.expr(Func::min(Expr::col(run::Column::FairAt)))
-        .from(run::Entity)
-        .and_where(super::due_states())
-        .and_where(super::open());
     let mut read = Query::select();
-    read.expr(Expr::SubQuery(None, Box::new(head.into())));
     for user in &users {
         let mut last = Query::select();
         last.expr(Expr::cust(
@@ -174,16 +169,15 @@ async fn places<C: ConnectionTrait>(
         read.expr(Expr::SubQuery(None, Box::new(last.into())));
     }
     let Some(row) = conn.query_one(&read).await? else {
-        return Ok(Places::new(now, None, HashMap::new()));
+        return Ok(Places::new(now, HashMap::new()));
     };
-    let head: Option<i64> = row.try_get_by_index(0)?;
     let mut last = HashMap::new();
     for (i, user) in users.into_iter().enumerate() {
-        if let Some(at) = row.try_get_by_index::<Option<i64>>(i + 1)? {
+        if let Some(at) = row.try_get_by_index::<Option<i64>>(i)? {
             last.insert(user, at);
         }
     }
-    Ok(Places::new(now, head, last))
+    Ok(Places::new(now, last))
 }
 
 /// Gives a new `run` its place: the next of its user's, moved back by the head start
@@ -267,6 +261,12 @@ fn rows(rt: &Runtime, p: Prepared, functions: &[String], awaited: bool, now: i64
             if let Some(priority) = rt.priorities.get(function_id) {
                 run.due_at = Set(now - priority.head_start_ms(&event.as_json()));
             }
+        }
+        if let Some(batch) = rt.batches.get(function_id) {
+            // Due a timeout away, unless the batch it opens or joins fills first.
+            run.batch_key = Set(Some(scoped_key(p.event.user_id.as_deref(), "")));
+            run.batch_size = Set(1);
+            run.due_at = Set(now + batch.timeout_ms());
         }
         runs.push(run);
         run_ids.push(run_id);
@@ -384,6 +384,10 @@ fn is_debounced(run: &run::ActiveModel) -> bool {
     matches!(&run.debounce_key, sea_orm::ActiveValue::Set(Some(_)))
 }
 
+fn is_batched(run: &run::ActiveModel) -> bool {
+    matches!(&run.batch_key, sea_orm::ActiveValue::Set(Some(_)))
+}
+
 fn is_rate_limited(run: &run::ActiveModel) -> bool {
     matches!(&run.rate_key, sea_orm::ActiveValue::Set(Some(_)))
 }
@@ -407,6 +411,8 @@ async fn send_in_transaction<C: ConnectionTrait + TransactionTrait>(
     let mut debounced = Vec::new();
     // Rate-limited runs, counted one by one after the rest: (receipt, run).
     let mut limited = Vec::new();
+    // Batched runs, likewise: (receipt, run).
+    let mut batched = Vec::new();
     for r in rows {
         if let Some(key) = &r.idempotency_key {
             // Insert-or-skip in one statement, so concurrent sends with one key agree.
@@ -432,6 +438,8 @@ async fn send_in_transaction<C: ConnectionTrait + TransactionTrait>(
         for (i, run) in r.runs.into_iter().enumerate() {
             if is_debounced(&run) {
                 debounced.push(((receipts.len(), i), run));
+            } else if is_batched(&run) {
+                batched.push(((receipts.len(), i), run));
             } else if is_rate_limited(&run) {
                 limited.push((receipts.len(), run));
             } else {
@@ -454,6 +462,7 @@ async fn send_in_transaction<C: ConnectionTrait + TransactionTrait>(
             .iter_mut()
             .chain(limited.iter_mut().map(|(_, run)| run))
             .chain(debounced.iter_mut().map(|(_, run)| run))
+            .chain(batched.iter_mut().map(|(_, run)| run))
             .collect(),
         now,
     )
@@ -463,7 +472,7 @@ async fn send_in_transaction<C: ConnectionTrait + TransactionTrait>(
             .exec_without_returning(conn)
             .await?;
     }
-    let mut any_queued = !run_rows.is_empty() || !debounced.is_empty();
+    let mut any_queued = !run_rows.is_empty() || !debounced.is_empty() || !batched.is_empty();
     for (receipt, run) in limited {
         if let Some(skipped) = rate_limit(rt, conn, run).await? {
             let receipt = &mut receipts[receipt];
@@ -476,6 +485,10 @@ async fn send_in_transaction<C: ConnectionTrait + TransactionTrait>(
     for ((receipt, i), run) in debounced {
         // The pending run it joins, or the new one it starts.
         let id = debounce(rt, conn, run).await?;
+        receipts[receipt].run_ids[i] = id;
+    }
+    for ((receipt, i), run) in batched {
+        let id = join_batch(rt, conn, run, now).await?;
         receipts[receipt].run_ids[i] = id;
     }
     for chunk in cancel_rows.chunks(ROWS_PER_INSERT / 2) {
@@ -511,8 +524,7 @@ async fn debounce<C: ConnectionTrait>(
     use sea_orm::TryIntoModel;
 
     let m = run.try_into_model()?;
-    let backend = conn.get_database_backend();
-    let postgres = backend == DbBackend::Postgres;
+    let postgres = conn.get_database_backend() == DbBackend::Postgres;
     let max_wait = rt
         .debounces
         .get(&m.function_id)
@@ -524,6 +536,32 @@ async fn debounce<C: ConnectionTrait>(
             format!("{least}(excluded.due_at, run.created_at + {ms})")
         }
     };
+    let row = insert_or_update(
+        conn,
+        m,
+        "debounce_key",
+        &format!(
+            "event_id = excluded.event_id, due_at = {due}, fair_at = {due}, \
+             concurrency_key = excluded.concurrency_key, \
+             concurrency_key_2 = excluded.concurrency_key_2, \
+             throttle_key = excluded.throttle_key, updated_at = excluded.updated_at"
+        ),
+    )
+    .await?;
+    Ok(row.try_get_by_index::<String>(0)?)
+}
+
+/// Inserts `m`, or — if its function has a run not started yet with the same value of
+/// `key` (`debounce_key` or `batch_key`, each with its unique partial index) — applies
+/// `update` to that run instead, in one statement. Returns the run's id and batch size.
+async fn insert_or_update<C: ConnectionTrait>(
+    conn: &C,
+    m: run::Model,
+    key: &str,
+    update: &str,
+) -> Result<sea_orm::QueryResult, EngineError> {
+    let backend = conn.get_database_backend();
+    let postgres = backend == DbBackend::Postgres;
     let values: Vec<sea_orm::Value> = vec![
         m.id.into(),
         m.function_id.into(),
@@ -538,6 +576,8 @@ async fn debounce<C: ConnectionTrait>(
         m.concurrency_key_2.into(),
         m.debounce_key.into(),
         m.throttle_key.into(),
+        m.batch_key.into(),
+        m.batch_size.into(),
         m.fair_at.into(),
         m.created_at.into(),
         m.updated_at.into(),
@@ -554,23 +594,63 @@ async fn debounce<C: ConnectionTrait>(
     let sql = format!(
         "INSERT INTO run (id, function_id, event_id, user_id, status, due_at, claims, \
          stalled_claims, attempts, concurrency_key, concurrency_key_2, debounce_key, \
-         throttle_key, fair_at, created_at, updated_at) VALUES ({}) \
-         ON CONFLICT (function_id, debounce_key) \
-         WHERE status = 'queued' AND claims = 0 AND debounce_key IS NOT NULL \
-         DO UPDATE SET event_id = excluded.event_id, due_at = {due}, fair_at = {due}, \
-         concurrency_key = excluded.concurrency_key, \
-         concurrency_key_2 = excluded.concurrency_key_2, \
-         throttle_key = excluded.throttle_key, updated_at = excluded.updated_at \
-         RETURNING id",
+         throttle_key, batch_key, batch_size, fair_at, created_at, updated_at) VALUES ({}) \
+         ON CONFLICT (function_id, {key}) \
+         WHERE status = 'queued' AND claims = 0 AND {key} IS NOT NULL \
+         DO UPDATE SET {update} RETURNING id, batch_size",
         params.join(", ")
     );
-    let row = conn
-        .query_one_raw(sea_orm::Statement::from_sql_and_values(
-            backend, sql, values,
-        ))
-        .await?
-        .ok_or_else(|| EngineError::Database("a debounced run was not recorded".into()))?;
-    Ok(row.try_get_by_index::<String>(0)?)
+    conn.query_one_raw(sea_orm::Statement::from_sql_and_values(
+        backend, sql, values,
+    ))
+    .await?
+    .ok_or_else(|| EngineError::Database(format!("a run with a {key} was not recorded")))
+}
+
+/// Adds a batched run's event to the open batch of its function and user — or, if there
+/// is none, opens one with this run — and lists the event at its place in the batch.
+/// The event that fills the batch makes its run due now and closes it (clears its key).
+/// Returns the id of the run that will handle the event.
+async fn join_batch<C: ConnectionTrait>(
+    rt: &Runtime,
+    conn: &C,
+    run: run::ActiveModel,
+    now: i64,
+) -> Result<String, EngineError> {
+    use sea_orm::TryIntoModel;
+
+    let m = run.try_into_model()?;
+    let Some(batch) = rt.batches.get(&m.function_id) else {
+        return Err(EngineError::Database(format!(
+            "a run of {:?} has no batch to join",
+            m.function_id
+        )));
+    };
+    let event_id = m.event_id.clone();
+    let full = format!("run.batch_size + 1 >= {}", batch.max_events);
+    let row = insert_or_update(
+        conn,
+        m,
+        "batch_key",
+        &format!(
+            "batch_size = run.batch_size + 1, \
+             batch_key = CASE WHEN {full} THEN NULL ELSE run.batch_key END, \
+             due_at = CASE WHEN {full} THEN {now} ELSE run.due_at END, \
+             fair_at = CASE WHEN {full} THEN {now} ELSE run.fair_at END, \
+             updated_at = excluded.updated_at"
+        ),
+    )
+    .await?;
+    let run_id: String = row.try_get_by_index(0)?;
+    let size: i32 = row.try_get_by_index(1)?;
+    batch_event::Entity::insert(batch_event::ActiveModel {
+        run_id: Set(run_id.clone()),
+        position: Set(size - 1),
+        event_id: Set(event_id),
+    })
+    .exec_without_returning(conn)
+    .await?;
+    Ok(run_id)
 }
 
 /// Records a run of a rate-limited function if its key has had fewer runs than the
