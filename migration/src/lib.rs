@@ -41,3 +41,15 @@ impl MigratorTrait for Migrator {
         ]
     }
 }
+
+/// Runs `statements` in order on the migration's connection.
+pub(crate) async fn execute_all(
+    manager: &SchemaManager<'_>,
+    statements: &[&str],
+) -> Result<(), DbErr> {
+    let db = manager.get_connection();
+    for sql in statements {
+        db.execute_unprepared(sql).await?;
+    }
+    Ok(())
+}

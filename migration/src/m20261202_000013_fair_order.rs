@@ -7,28 +7,24 @@ use sea_orm_migration::prelude::*;
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
+const UP: &[&str] = &[
+    "ALTER TABLE run ADD COLUMN fair_at bigint NOT NULL DEFAULT 0",
+    "UPDATE run SET fair_at = due_at",
+    "CREATE INDEX idx_run_fair ON run (fair_at) WHERE status IN ('queued', 'sleeping') AND concurrency_key IS NULL AND throttle_key IS NULL",
+];
+
+const DOWN: &[&str] = &[
+    "DROP INDEX idx_run_fair",
+    "ALTER TABLE run DROP COLUMN fair_at",
+];
+
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let db = manager.get_connection();
-        for sql in [
-            "ALTER TABLE run ADD COLUMN fair_at bigint NOT NULL DEFAULT 0",
-            "UPDATE run SET fair_at = due_at",
-            "CREATE INDEX idx_run_fair ON run (fair_at) WHERE status IN ('queued', 'sleeping') AND concurrency_key IS NULL AND throttle_key IS NULL",
-        ] {
-            db.execute_unprepared(sql).await?;
-        }
-        Ok(())
+        crate::execute_all(manager, UP).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let db = manager.get_connection();
-        for sql in [
-            "DROP INDEX idx_run_fair",
-            "ALTER TABLE run DROP COLUMN fair_at",
-        ] {
-            db.execute_unprepared(sql).await?;
-        }
-        Ok(())
+        crate::execute_all(manager, DOWN).await
     }
 }

@@ -191,30 +191,23 @@ async fn spawn(
         let waited = run.started_at.unwrap_or(run.created_at) - run.created_at;
         metrics::run_started(&run.function_id, waited);
     }
-    // A run claimed before has saved steps to replay; a first claim has none.
-    let resumed: Vec<String> = runs
-        .iter()
-        .filter(|(r, _)| r.claims > 1 || r.attempts > 0)
-        .map(|(r, _)| r.id.clone())
-        .collect();
-    let mut steps = match store::claim::steps(rt, resumed).await {
-        Ok(steps) => steps,
+    let ids_of = |keep: fn(&run::Model) -> bool| -> Vec<String> {
+        runs.iter()
+            .filter(|(r, _)| keep(r))
+            .map(|(r, _)| r.id.clone())
+            .collect()
+    };
+    // What the runs bring along: the steps a run claimed before saved, to replay (a first
+    // claim has none), and a batch run's events, in order (`Function::batch`).
+    let loaded = async {
+        let steps = store::claim::steps(rt, ids_of(|r| r.claims > 1 || r.attempts > 0)).await?;
+        let batches = store::claim::batches(rt, ids_of(|r| r.batch_size > 0)).await?;
+        Ok::<_, sea_orm::DbErr>((steps, batches))
+    };
+    let (mut steps, mut batches) = match loaded.await {
+        Ok(loaded) => loaded,
         Err(err) => {
             // Hand the runs straight back rather than sit on them until the lease lapses.
-            let ids: Vec<String> = runs.iter().map(|(r, _)| r.id.clone()).collect();
-            let _ = store::control::release(rt, ids).await;
-            return Err(err);
-        }
-    };
-    // A batch run's events, in order (`Function::batch`).
-    let batched: Vec<String> = runs
-        .iter()
-        .filter(|(r, _)| r.batch_size > 0)
-        .map(|(r, _)| r.id.clone())
-        .collect();
-    let mut batches = match store::claim::batches(rt, batched).await {
-        Ok(batches) => batches,
-        Err(err) => {
             let ids: Vec<String> = runs.iter().map(|(r, _)| r.id.clone()).collect();
             let _ = store::control::release(rt, ids).await;
             return Err(err);
