@@ -3,7 +3,7 @@
 //! `metrics` facade (the engine's metrics are named in `engine::metrics`) and serves
 //! `GET /metrics` on that address only — never on the public port.
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
@@ -28,13 +28,31 @@ const SECONDS: &[f64] = &[
 /// Histogram buckets for batch sizes.
 const SIZES: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
 
+/// How often the recorder's held histogram samples are drained into their buckets.
+const UPKEEP: Duration = Duration::from_secs(5);
+
 /// Installs the process-wide Prometheus recorder; its handle renders the scrape page.
+/// Call it inside the Tokio runtime: a task drains held samples every [`UPKEEP`].
 pub fn install() -> Result<PrometheusHandle, String> {
+    install_with_upkeep(UPKEEP)
+}
+
+/// [`install`], draining held samples every `every`.
+pub fn install_with_upkeep(every: Duration) -> Result<PrometheusHandle, String> {
     let builder = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS)
         .and_then(|b| b.set_buckets_for_metric(Matcher::Suffix("_batch_size".into()), SIZES))
         .map_err(|e| e.to_string())?;
     let handle = builder.install_recorder().map_err(|e| e.to_string())?;
+    // Without this, a histogram holds every sample until somebody scrapes.
+    let drain = handle.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(every);
+        loop {
+            every.tick().await;
+            drain.run_upkeep();
+        }
+    });
     engine_metrics::enable();
     Ok(handle)
 }
