@@ -175,3 +175,34 @@ async fn users_with_runs_waiting_take_turns() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_users_runs_sent_in_many_batches_keep_one_line_a_second_apart() {
+    use nodebase::engine::entities::run;
+    use sea_orm::{EntityTrait, QueryOrder};
+
+    let t = test_db().await;
+    let (starts, _told) = starts_of("", 0);
+    let engine = engine(&t.db, &starts);
+    // Six sends of 100: each send's runs go behind the user's last waiting run, not at
+    // now again (which would give each second of the clock six of ann's runs).
+    for _ in 0..6 {
+        let events = (0..100)
+            .map(|i| NewEvent::new("test/noted", json!({ "i": i })).for_user("ann"))
+            .collect();
+        engine.send_many(&t.db, events).await.unwrap();
+    }
+    let runs = run::Entity::find()
+        .order_by_asc(run::Column::FairAt)
+        .all(&t.db)
+        .await
+        .unwrap();
+    assert_eq!(runs.len(), 600);
+    for pair in runs.windows(2) {
+        assert_eq!(
+            pair[1].fair_at - pair[0].fair_at,
+            1_000,
+            "two of ann's waiting runs are not one share apart"
+        );
+    }
+}
