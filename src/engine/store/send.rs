@@ -18,7 +18,7 @@ use crate::engine::error::EngineError;
 use crate::engine::event::{
     new_id, prepare, Event, NewEvent, Prepared, SendReceipt, FAILED, SCHEDULED,
 };
-use crate::engine::fairness::{Places, SHARE};
+use crate::engine::fairness::Places;
 use crate::engine::function::Failure;
 use crate::engine::progress::RunRef;
 use crate::engine::runtime::Runtime;
@@ -120,16 +120,10 @@ pub(crate) async fn send_many<'a, C: ConnectionTrait + TransactionTrait>(
     }
 }
 
-/// The place of a user's last run if it has not started yet, read from the user's
-/// newest run (one probe of `idx_run_user`): its `fair_at` without the head start it
-/// took.
-const LAST_WAITING: &str =
-    "CASE WHEN status = 'queued' AND claims = 0 THEN fair_at + created_at - due_at END";
-
 /// Gives new `runs` their places in the fair order (see `fairness`). Reads, in one
 /// statement on `conn`, the place of each of their users' last run if it has not
-/// started yet ([`LAST_WAITING`]). On SQLite, call it after the send's first write: a
-/// read first would leave a deferred transaction unable to take the write lock.
+/// started yet (one probe of the user's newest run, by `idx_run_user`). On SQLite, call it after the send's first write: a read first would
+/// leave a deferred transaction unable to take the write lock.
 pub(crate) async fn place_all<C: ConnectionTrait>(
     conn: &C,
     mut runs: Vec<&mut run::ActiveModel>,
@@ -162,14 +156,16 @@ async fn places<C: ConnectionTrait>(
     let mut read = Query::select();
     for user in &users {
         let mut last = Query::select();
-        last.expr(Expr::cust(LAST_WAITING))
-            .from(run::Entity)
-            .and_where(match user {
-                Some(user) => Expr::col(run::Column::UserId).eq(user.as_str()),
-                None => Expr::col(run::Column::UserId).is_null(),
-            })
-            .order_by(run::Column::Id, Order::Desc)
-            .limit(1);
+        last.expr(Expr::cust(
+            "CASE WHEN status = 'queued' AND claims = 0 THEN fair_at + created_at - due_at END",
+        ))
+        .from(run::Entity)
+        .and_where(match user {
+            Some(user) => Expr::col(run::Column::UserId).eq(user.as_str()),
+            None => Expr::col(run::Column::UserId).is_null(),
+        })
+        .order_by(run::Column::Id, Order::Desc)
+        .limit(1);
         read.expr(Expr::SubQuery(None, Box::new(last.into())));
     }
     let Some(row) = conn.query_one(&read).await? else {
@@ -314,11 +310,6 @@ fn rows(rt: &Runtime, p: Prepared, functions: &[String], awaited: bool, now: i64
 /// `conn` is not a transaction). The rows travel as two JSON arrays, unpacked by
 /// `json_to_recordset`: the statement's text is the same for any number of rows, so it
 /// is prepared once, and no batch meets the limit on bound parameters.
-///
-/// The runs are placed in the fair order as if their users had no runs waiting, and the
-/// statement moves each user's new runs back behind the user's last waiting run
-/// ([`LAST_WAITING`], probed once per user): the places [`place_all`] gives, without a
-/// round trip of their own.
 async fn send_in_one_statement<C: ConnectionTrait>(
     conn: &C,
     mut rows: Vec<Rows>,
@@ -326,10 +317,12 @@ async fn send_in_one_statement<C: ConnectionTrait>(
 ) -> Result<Vec<SendReceipt>, EngineError> {
     use sea_orm::TryIntoModel;
 
-    let mut idle = Places::new(now, HashMap::new());
-    for run in rows.iter_mut().flat_map(|r| &mut r.runs) {
-        place(&mut idle, run, now);
-    }
+    place_all(
+        conn,
+        rows.iter_mut().flat_map(|r| &mut r.runs).collect(),
+        now,
+    )
+    .await?;
 
     let mut events = Vec::with_capacity(rows.len());
     let mut runs = Vec::new();
@@ -359,6 +352,16 @@ async fn send_in_one_statement<C: ConnectionTrait>(
     const INSERT_EVENTS: &str = "INSERT INTO event (id, name, data, user_id, ts) \
         SELECT id, name, data, user_id, ts FROM json_to_recordset($1::json) \
         AS e(id text, name text, data text, user_id text, ts bigint)";
+    const INSERT_RUNS: &str = "INSERT INTO run (id, function_id, event_id, user_id, status, \
+        due_at, claims, stalled_claims, attempts, rerun_of, concurrency_key, \
+        concurrency_key_2, throttle_key, fair_at, created_at, updated_at) \
+        SELECT id, function_id, event_id, user_id, status, due_at, claims, stalled_claims, \
+        attempts, rerun_of, concurrency_key, concurrency_key_2, throttle_key, fair_at, \
+        created_at, updated_at FROM json_to_recordset($2::json) \
+        AS r(id text, function_id text, event_id text, user_id text, status text, \
+        due_at bigint, claims integer, stalled_claims integer, attempts integer, \
+        rerun_of text, concurrency_key text, concurrency_key_2 text, throttle_key text, \
+        fair_at bigint, created_at bigint, updated_at bigint)";
     let events = serde_json::Value::Array(events).to_string();
     let statement = if runs.is_empty() {
         sea_orm::Statement::from_sql_and_values(DbBackend::Postgres, INSERT_EVENTS, [events.into()])
@@ -367,32 +370,10 @@ async fn send_in_one_statement<C: ConnectionTrait>(
         sea_orm::Statement::from_sql_and_values(
             DbBackend::Postgres,
             format!(
-                "WITH new_events AS ({INSERT_EVENTS}), \
-                 r AS MATERIALIZED (SELECT * FROM json_to_recordset($2::json) \
-                    AS r(id text, function_id text, event_id text, user_id text, status text, \
-                    due_at bigint, claims integer, stalled_claims integer, attempts integer, \
-                    rerun_of text, concurrency_key text, concurrency_key_2 text, \
-                    throttle_key text, fair_at bigint, created_at bigint, updated_at bigint)), \
-                 users AS (SELECT DISTINCT user_id FROM r), \
-                 last AS (SELECT u.user_id, CASE WHEN u.user_id IS NULL \
-                    THEN (SELECT {LAST_WAITING} FROM run WHERE user_id IS NULL \
-                        ORDER BY id DESC LIMIT 1) \
-                    ELSE (SELECT {LAST_WAITING} FROM run WHERE user_id = u.user_id \
-                        ORDER BY id DESC LIMIT 1) END AS at FROM users u), \
-                 new_runs AS (INSERT INTO run (id, function_id, event_id, user_id, status, \
-                    due_at, claims, stalled_claims, attempts, rerun_of, concurrency_key, \
-                    concurrency_key_2, throttle_key, fair_at, created_at, updated_at) \
-                    SELECT r.id, r.function_id, r.event_id, r.user_id, r.status, r.due_at, \
-                    r.claims, r.stalled_claims, r.attempts, r.rerun_of, r.concurrency_key, \
-                    r.concurrency_key_2, r.throttle_key, \
-                    r.fair_at + CASE WHEN r.due_at <= $3 \
-                        THEN GREATEST(0, last.at + {SHARE} - $3) ELSE 0 END, \
-                    r.created_at, r.updated_at \
-                    FROM r LEFT JOIN last ON last.user_id IS NOT DISTINCT FROM r.user_id) \
-                 SELECT {}",
+                "WITH new_events AS ({INSERT_EVENTS}), new_runs AS ({INSERT_RUNS}) SELECT {}",
                 notify::wake_sql()
             ),
-            [events.into(), runs.into(), now.into()],
+            [events.into(), runs.into()],
         )
     };
     conn.execute_raw(statement).await?;
