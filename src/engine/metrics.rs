@@ -5,10 +5,13 @@
 //! bounded: function ids and step kinds come from the registry, event names only if some
 //! function triggers on or waits for exactly that name (else `other`); never a run or
 //! user id.
+use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock, RwLock};
 use std::time::Duration;
 
-use metrics::{counter, histogram};
+use metrics::{counter, histogram, Counter, Histogram};
 
 use super::event::Prepared;
 use crate::domain::{RunStatus, StepKind};
@@ -66,14 +69,58 @@ pub(crate) fn events_received(events: &[Prepared], known: impl Fn(&str) -> bool)
     }
 }
 
+/// One function's metrics, registered with the recorder at their first use: a run
+/// looks its handles up by function id instead of building labelled keys each time.
+struct Handles {
+    started: Counter,
+    send_to_start: Histogram,
+    ended: RwLock<HashMap<&'static str, Counter>>,
+    steps: RwLock<HashMap<&'static str, StepHandles>>,
+}
+
+#[derive(Clone)]
+struct StepHandles {
+    attempts: Counter,
+    duration: Histogram,
+}
+
+/// Bounded: function ids come from the registry.
+static FUNCTIONS: LazyLock<RwLock<HashMap<String, Arc<Handles>>>> = LazyLock::new(Default::default);
+
+/// The value under `key`, made by `make` the first time.
+fn cached<K, V, Q>(map: &RwLock<HashMap<K, V>>, key: &Q, make: impl FnOnce() -> (K, V)) -> V
+where
+    K: Eq + Hash + std::borrow::Borrow<Q>,
+    Q: Eq + Hash + ?Sized,
+    V: Clone,
+{
+    if let Some(value) = map.read().unwrap().get(key) {
+        return value.clone();
+    }
+    let (key, value) = make();
+    map.write().unwrap().entry(key).or_insert(value).clone()
+}
+
+fn function(id: &str) -> Arc<Handles> {
+    cached(&FUNCTIONS, id, || {
+        let handles = Handles {
+            started: counter!(RUNS_STARTED, "function" => id.to_string()),
+            send_to_start: histogram!(SEND_TO_START, "function" => id.to_string()),
+            ended: RwLock::default(),
+            steps: RwLock::default(),
+        };
+        (id.to_string(), Arc::new(handles))
+    })
+}
+
 /// A run claimed for the first time: it started, `waited_ms` after its event.
 pub(crate) fn run_started(function_id: &str, waited_ms: i64) {
     if !enabled() {
         return;
     }
-    counter!(RUNS_STARTED, "function" => function_id.to_string()).increment(1);
-    histogram!(SEND_TO_START, "function" => function_id.to_string())
-        .record(waited_ms.max(0) as f64 / 1000.0);
+    let f = function(function_id);
+    f.started.increment(1);
+    f.send_to_start.record(waited_ms.max(0) as f64 / 1000.0);
 }
 
 /// A run reached a final state (completed, failed, cancelled).
@@ -81,8 +128,12 @@ pub(crate) fn run_ended(function_id: &str, status: RunStatus) {
     if !enabled() {
         return;
     }
-    counter!(RUNS_ENDED, "function" => function_id.to_string(), "status" => status.as_str())
-        .increment(1);
+    let status = status.as_str();
+    let ended = cached(&function(function_id).ended, status, || {
+        let ended = counter!(RUNS_ENDED, "function" => function_id.to_string(), "status" => status);
+        (status, ended)
+    });
+    ended.increment(1);
 }
 
 /// One attempt of a step, how long it took and whether it failed.
@@ -90,13 +141,20 @@ pub(crate) fn step_attempt(function_id: &str, kind: StepKind, took: Duration, fa
     if !enabled() {
         return;
     }
-    let function = function_id.to_string();
     let kind = kind.as_str();
-    counter!(STEP_ATTEMPTS, "function" => function.clone(), "kind" => kind).increment(1);
-    histogram!(STEP_DURATION, "function" => function.clone(), "kind" => kind)
-        .record(took.as_secs_f64());
+    let step = cached(&function(function_id).steps, kind, || {
+        let f = function_id.to_string();
+        let step = StepHandles {
+            attempts: counter!(STEP_ATTEMPTS, "function" => f.clone(), "kind" => kind),
+            duration: histogram!(STEP_DURATION, "function" => f, "kind" => kind),
+        };
+        (kind, step)
+    });
+    step.attempts.increment(1);
+    step.duration.record(took.as_secs_f64());
     if failed {
-        counter!(STEP_FAILURES, "function" => function, "kind" => kind).increment(1);
+        // Rare: looked up each time, and shown only once a step has failed.
+        counter!(STEP_FAILURES, "function" => function_id.to_string(), "kind" => kind).increment(1);
     }
 }
 
