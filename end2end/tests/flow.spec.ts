@@ -160,7 +160,7 @@ test('throttled-api starts two sends per 10 s, shows the third "queued: throttle
   expect(errors).toEqual([]);
 });
 
-test('an urgent demo/serial send goes ahead of the sends its concurrency limit holds back', async ({ page }) => {
+test('an urgent demo/serial send goes ahead of the sends its concurrency limit holds back', async ({ page, context }) => {
   const errors = watchConsole(page);
   await signUp(page, newEmail('urgent'));
   await page.goto('/functions');
@@ -168,17 +168,22 @@ test('an urgent demo/serial send goes ahead of the sends its concurrency limit h
   await expect(page.locator('article.function[data-function="per-user-serial"] .priority'))
     .toContainText('head start of');
 
-  await page.goto('/events');
-  await hydrated(page);
-  // 1 runs (2 s); 2 and 3 wait their turn; 4, urgent, is put a minute ahead of them.
-  for (const n of [1, 2, 3]) {
-    await sendEvent(page, 'demo/serial', { n });
-  }
-  await sendEvent(page, 'demo/serial', { n: 4, urgent: true });
-
+  // 1 runs (2 s). While it does, 2, 3 and 4 (urgent) are sent in one go, so that all
+  // three wait at once however slow the sends are: 4 is put a minute ahead of 2 and 3.
+  const sender = await context.newPage();
+  await sender.goto('/events');
+  await hydrated(sender);
+  await sendEvent(sender, 'demo/serial', { n: 1 });
   await page.goto('/runs?function=per-user-serial');
   await hydrated(page);
   const rows = page.locator('tr.run-row');
+  await expect(rows).toHaveCount(1);
+  await expect(rows.nth(0).locator('.status')).toHaveAttribute('data-status', 'running');
+  await sender.getByLabel('Name').fill('demo/serial');
+  await sender.getByLabel('Data (JSON)').fill(JSON.stringify([{ n: 2 }, { n: 3 }, { n: 4, urgent: true }]));
+  await sender.getByRole('button', { name: 'Send event' }).click();
+  await expect(sender.locator('.toast').filter({ hasText: '이벤트 3개 전송됨' })).toBeVisible();
+
   await expect(rows).toHaveCount(4);
   // Newest first. The urgent send runs right after the first, before 2 and 3.
   await expect(rows.nth(0).locator('.status')).toHaveAttribute('data-status', 'completed', { timeout: 15_000 });
