@@ -12,7 +12,7 @@ use common::{fast, refuse_steps_named, run_row, steps_of, test_db, wait_for, wai
 use nodebase::engine::entities::{event, run, step};
 use nodebase::engine::{
     Clock, Engine, EngineConfig, EngineError, FnError, Function, ManualClock, NewEvent, RunStatus,
-    SystemClock,
+    RunUpdate, SystemClock,
 };
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, PaginatorTrait,
@@ -1048,4 +1048,77 @@ async fn a_large_batch_is_stored_whole_in_the_callers_transaction_or_not_at_all(
     let ids: Vec<String> = receipts.iter().flat_map(|r| r.run_ids.clone()).collect();
     wait_for_all(&mut updates, &ids, RunStatus::Completed).await;
     workers.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_sent_run_is_announced_queued_once_its_send_has_committed_in_every_process() {
+    let t = test_db().await;
+    let function =
+        || Function::new("announced", |_ctx| async { Ok(json!(null)) }).trigger("test/announced");
+    // The sender runs no workers, so that nothing but the send announces its runs.
+    let sender = Engine::builder(t.db.clone())
+        .function(function())
+        .config(fast())
+        .build()
+        .unwrap();
+    let mut here = sender.subscribe();
+    let queued = |receipt: &nodebase::engine::SendReceipt| RunUpdate {
+        run_id: receipt.run_ids[0].clone(),
+        function_id: "announced".into(),
+        user_id: Some("ada".into()),
+        status: RunStatus::Queued,
+    };
+    let event = || NewEvent::new("test/announced", json!({})).for_user("ada");
+
+    // Through the pool: committed, and announced before the send returns.
+    let sent = sender.send(&t.db, event()).await.unwrap();
+    assert_eq!(sent.functions, ["announced"]);
+    assert_eq!(here.try_recv().unwrap(), queued(&sent));
+
+    // In the caller's transaction: nothing until the caller has committed and says so.
+    let txn = t.db.begin().await.unwrap();
+    let in_txn = sender.send(&txn, event()).await.unwrap();
+    assert!(here.try_recv().is_err());
+    txn.commit().await.unwrap();
+    assert!(here.try_recv().is_err());
+    sender.announce(std::slice::from_ref(&in_txn)).await;
+    assert_eq!(here.try_recv().unwrap(), queued(&in_txn));
+
+    // A re-run and an invocation are announced as sends are.
+    let invoked = sender.invoke(&t.db, "announced", event()).await.unwrap();
+    assert_eq!(here.try_recv().unwrap(), queued(&invoked));
+    if t.db.get_database_backend() == DbBackend::Postgres {
+        // Another process hears of a send too (SQLite has one process).
+        let other = Engine::builder(t.db.clone())
+            .function(function())
+            .config(fast())
+            .build()
+            .unwrap();
+        let mut there = other.subscribe();
+        let workers = other.start();
+        // Its listener connects in the background: send until it hears a send.
+        let heard = tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                let later = sender.send(&t.db, event()).await.unwrap();
+                let deadline = tokio::time::sleep(Duration::from_millis(500));
+                tokio::pin!(deadline);
+                loop {
+                    tokio::select! {
+                        update = there.recv() => {
+                            if update.unwrap() == queued(&later) {
+                                return;
+                            }
+                        }
+                        _ = &mut deadline => break,
+                    }
+                }
+            }
+        })
+        .await;
+        assert!(
+            heard.is_ok(),
+            "the other process never heard of a queued run"
+        );
+        workers.shutdown().await;
+    }
 }

@@ -123,7 +123,7 @@ test('batched-digest gathers three quick demo/note sends into one run and starts
   expect(errors).toEqual([]);
 });
 
-test('throttled-api starts two sends per 10 s, shows the third "queued: throttled" until when, and starts it by itself', async ({ page }) => {
+test('throttled-api starts two sends per 10 s, shows the third "queued: throttled" until when, live, and starts it by itself', async ({ page, context }) => {
   const errors = watchConsole(page);
   await signUp(page, newEmail('throttle'));
   await page.goto('/functions');
@@ -131,15 +131,19 @@ test('throttled-api starts two sends per 10 s, shows the third "queued: throttle
   await expect(page.locator('article.function[data-function="throttled-api"] .throttle'))
     .toContainText('2 starts per 10s per event.user_id');
 
-  await page.goto('/events');
-  await hydrated(page);
-  for (const n of [1, 2, 3]) {
-    await sendEvent(page, 'demo/api-call', { n });
+  const sender = await context.newPage();
+  await sender.goto('/events');
+  await hydrated(sender);
+  for (const n of [1, 2]) {
+    await sendEvent(sender, 'demo/api-call', { n });
   }
-
   await page.goto('/runs?function=throttled-api');
   await hydrated(page);
   const rows = page.locator('tr.run-row');
+  await expect(rows).toHaveCount(2);
+  // The third send, from the other tab, shows up on the open runs page without a
+  // reload, though it does not start.
+  await sendEvent(sender, 'demo/api-call', { n: 3 });
   await expect(rows).toHaveCount(3);
   // Newest first: the first two sends have run; the third waits for the window.
   await expect(rows.nth(2).locator('.status')).toHaveAttribute('data-status', 'completed');

@@ -38,12 +38,13 @@ pub async fn create_workflow() -> Result<WorkflowView, AppError> {
     super::count_action(&state, &user.id)?;
     let txn = state.db.begin().await?;
     let workflow = workflows::create(&txn, &user.id, FIRST_WORKFLOW_NAME).await?;
-    state
+    let receipt = state
         .engine
         .send(&txn, HelloWorldRequested::event(&user))
         .await
         .map_err(super::engine_error)?;
     txn.commit().await?;
+    state.engine.announce(&[receipt]).await;
     Ok(view(workflow))
 }
 

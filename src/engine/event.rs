@@ -117,6 +117,10 @@ pub struct SendReceipt {
     pub event_id: String,
     /// One run per function the event triggered (and did not skip).
     pub run_ids: Vec<String>,
+    /// The function of each run in `run_ids`, in the same order.
+    pub functions: Vec<String>,
+    /// The user the event was sent for, if any.
+    pub user_id: Option<String>,
     /// The functions the event triggered whose rate limit skipped it: they record it
     /// (`skipped_run`) and start no run.
     pub skipped: Vec<String>,

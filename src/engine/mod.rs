@@ -68,12 +68,31 @@ pub use throttle::{Throttle, MAX_THROTTLE_PERIOD};
 use std::sync::Arc;
 use std::time::Duration;
 
-use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, TransactionTrait};
 use tokio::sync::broadcast;
 
 use function::Registry;
 use notifier::{publish, Relay};
 use runtime::Runtime;
+
+/// What a send writes through: the pool, where the send has committed when it returns,
+/// or a caller's transaction, which commits later.
+pub trait SendConn: ConnectionTrait + TransactionTrait {
+    /// Whether a send's writes are committed when it returns.
+    fn commits_at_once(&self) -> bool;
+}
+
+impl SendConn for DatabaseConnection {
+    fn commits_at_once(&self) -> bool {
+        true
+    }
+}
+
+impl SendConn for DatabaseTransaction {
+    fn commits_at_once(&self) -> bool {
+        false
+    }
+}
 
 /// The engine: cheap to clone, shared by the web server and the workers.
 #[derive(Clone)]
@@ -180,7 +199,12 @@ impl Engine {
 
     /// Records `event` and one queued run per function it triggers, through `conn`: pass
     /// a transaction and they commit (or roll back) with the caller's own writes.
-    pub async fn send<C: ConnectionTrait + TransactionTrait>(
+    ///
+    /// Sent through the pool, the new runs are announced to subscribers (the live pages)
+    /// as queued; sent in a transaction, they are announced once the caller, after its
+    /// commit, hands the receipts to [`Engine::announce`] — or, if it does not, when
+    /// they start.
+    pub async fn send<C: SendConn>(
         &self,
         conn: &C,
         event: NewEvent,
@@ -192,7 +216,7 @@ impl Engine {
     }
 
     /// Like [`Engine::send`] for many events, in a few multi-row statements.
-    pub async fn send_many<C: ConnectionTrait + TransactionTrait>(
+    pub async fn send_many<C: SendConn>(
         &self,
         conn: &C,
         events: Vec<NewEvent>,
@@ -213,6 +237,11 @@ impl Engine {
             |name| registry.is_awaited(name),
         )
         .await?;
+        // Announced before the dispatcher is woken, so that a run's news of its start
+        // does not come before that of its send.
+        if conn.commits_at_once() {
+            self.announce(&receipts).await;
+        }
         if receipts.iter().any(|r| !r.run_ids.is_empty()) {
             self.rt.wake.notify_one();
         }
@@ -222,8 +251,31 @@ impl Engine {
         Ok(receipts)
     }
 
-    /// Records `event` and one run of `function_id` only, whatever the event's name.
-    pub async fn invoke<C: ConnectionTrait + TransactionTrait>(
+    /// Tells subscribers (in every process) that the receipts' runs are queued: for
+    /// sends made in a transaction, once it has committed. A send through the pool
+    /// announces its own.
+    pub async fn announce(&self, receipts: &[SendReceipt]) {
+        let queued = receipts
+            .iter()
+            .filter(|r| !r.duplicate)
+            .flat_map(|r| {
+                r.run_ids
+                    .iter()
+                    .zip(&r.functions)
+                    .map(|(run_id, function_id)| RunUpdate {
+                        run_id: run_id.clone(),
+                        function_id: function_id.clone(),
+                        user_id: r.user_id.clone(),
+                        status: RunStatus::Queued,
+                    })
+            })
+            .collect();
+        publish(&self.rt, queued, Relay::Later).await;
+    }
+
+    /// Records `event` and one run of `function_id` only, whatever the event's name,
+    /// announced as [`Engine::send`]'s runs are.
+    pub async fn invoke<C: SendConn>(
         &self,
         conn: &C,
         function_id: &str,
@@ -244,6 +296,9 @@ impl Engine {
         let mut receipts =
             store::send::send_many(&self.rt, conn, prepared, |_| target[..].into(), |_| awaited)
                 .await?;
+        if conn.commits_at_once() {
+            self.announce(&receipts).await;
+        }
         self.rt.wake.notify_one();
         if awaited {
             self.rt.match_wake.notify_one();
@@ -257,11 +312,13 @@ impl Engine {
     /// by `rerun_of`. Returns the new run's id, or `None` if the run is not finished.
     pub async fn rerun(&self, run_id: &str) -> Result<Option<String>, EngineError> {
         let now = self.rt.clock.now_ms();
-        let new_id = store::control::rerun(&self.rt, run_id, now).await?;
-        if new_id.is_some() {
-            self.rt.wake.notify_one();
-        }
-        Ok(new_id)
+        let Some(queued) = store::control::rerun(&self.rt, run_id, now).await? else {
+            return Ok(None);
+        };
+        let new_id = queued.run_id.clone();
+        publish(&self.rt, vec![queued], Relay::Later).await;
+        self.rt.wake.notify_one();
+        Ok(Some(new_id))
     }
 
     /// Cancels a run that has not finished. A running run stops at once, in whichever

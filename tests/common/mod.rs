@@ -139,6 +139,14 @@ pub async fn wait_for_all(updates: &mut Updates, run_ids: &[String], status: Run
     tokio::time::timeout(deadline, async {
         while !done(&updates.seen) {
             match updates.rx.recv().await {
+                // A run is announced queued when it is sent, and again whenever it is
+                // handed back; only the latter counts (after a start), so that a wait
+                // for `Queued` waits for a hand-back.
+                Ok(update)
+                    if update.status == RunStatus::Queued
+                        && !updates
+                            .seen
+                            .contains(&(update.run_id.clone(), RunStatus::Running)) => {}
                 Ok(update) => {
                     updates.seen.insert((update.run_id, update.status));
                 }

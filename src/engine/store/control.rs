@@ -172,7 +172,11 @@ pub(crate) async fn cancel<C: ConnectionTrait + TransactionTrait>(
 
 /// Queues a new run like `run_id` (same function, same event) if `run_id` has finished,
 /// with the waits of its function's cancel rules, as a send would, in one transaction.
-pub(crate) async fn rerun(rt: &Runtime, run_id: &str, now: i64) -> Result<Option<String>, DbErr> {
+pub(crate) async fn rerun(
+    rt: &Runtime,
+    run_id: &str,
+    now: i64,
+) -> Result<Option<RunUpdate>, DbErr> {
     // IMMEDIATE on SQLite: it reads, then writes, and must not lose the write lock race.
     let txn = super::begin(rt).await?;
     let Some(old) = run::Entity::find_by_id(run_id.to_string())
@@ -194,6 +198,12 @@ pub(crate) async fn rerun(rt: &Runtime, run_id: &str, now: i64) -> Result<Option
         return Ok(None);
     };
     let id = new_id();
+    let queued = RunUpdate {
+        run_id: id.clone(),
+        function_id: old.function_id.clone(),
+        user_id: old.user_id.clone(),
+        status: RunStatus::Queued,
+    };
     let mut row = new_run(&id, &old.function_id, &old.event_id, old.user_id, now);
     // Not debounced: a re-run is asked for by hand and starts now.
     super::send::with_gate_keys(rt, &mut row, &old.function_id, &event);
@@ -214,5 +224,5 @@ pub(crate) async fn rerun(rt: &Runtime, run_id: &str, now: i64) -> Result<Option
         }
     }
     txn.commit().await?;
-    Ok(Some(id))
+    Ok(Some(queued))
 }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use sea_orm::sea_query::{Expr, ExprTrait, Func, OnConflict, Order, Query};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, IntoActiveModel, QueryFilter,
-    QuerySelect, Set, TransactionSession, TransactionTrait,
+    QueryOrder, QuerySelect, Set, TransactionSession, TransactionTrait,
 };
 
 use super::notify;
@@ -212,6 +212,7 @@ fn rows(rt: &Runtime, p: Prepared, functions: &[String], awaited: bool, now: i64
     let event_id = new_id();
     let mut runs = Vec::with_capacity(functions.len());
     let mut run_ids = Vec::with_capacity(functions.len());
+    let mut run_functions = Vec::with_capacity(functions.len());
     let mut cancels = Vec::new();
     // The event as a handler will see it, built only for functions whose runs need it
     // at the send (cancel rules, concurrency, throttle, debounce and rate-limit keys,
@@ -270,6 +271,7 @@ fn rows(rt: &Runtime, p: Prepared, functions: &[String], awaited: bool, now: i64
         }
         runs.push(run);
         run_ids.push(run_id);
+        run_functions.push(function_id.clone());
     }
     let idempotency_key = p
         .event
@@ -283,6 +285,7 @@ fn rows(rt: &Runtime, p: Prepared, functions: &[String], awaited: bool, now: i64
         ts: Set(now),
         pending: Set(true),
     });
+    let sender = p.event.user_id.clone();
     Rows {
         event: event::ActiveModel {
             id: Set(event_id.clone()),
@@ -299,6 +302,8 @@ fn rows(rt: &Runtime, p: Prepared, functions: &[String], awaited: bool, now: i64
         receipt: SendReceipt {
             event_id,
             run_ids,
+            functions: run_functions,
+            user_id: sender,
             skipped: Vec::new(),
             duplicate: false,
         },
@@ -476,7 +481,10 @@ async fn send_in_transaction<C: ConnectionTrait + TransactionTrait>(
     for (receipt, run) in limited {
         if let Some(skipped) = rate_limit(rt, conn, run).await? {
             let receipt = &mut receipts[receipt];
-            receipt.run_ids.retain(|id| *id != skipped.id);
+            if let Some(i) = receipt.run_ids.iter().position(|id| *id == skipped.id) {
+                receipt.run_ids.remove(i);
+                receipt.functions.remove(i);
+            }
             receipt.skipped.push(skipped.function_id);
         } else {
             any_queued = true;
@@ -838,16 +846,22 @@ async fn duplicate_receipt<C: ConnectionTrait>(
         .one(conn)
         .await?
         .ok_or_else(|| EngineError::Database(format!("event with key {key:?} vanished")))?;
-    let run_ids = run::Entity::find()
+    let (run_ids, functions) = run::Entity::find()
         .select_only()
         .column(run::Column::Id)
+        .column(run::Column::FunctionId)
         .filter(run::Column::EventId.eq(&first.id))
-        .into_tuple::<String>()
+        .order_by_asc(run::Column::Id)
+        .into_tuple::<(String, String)>()
         .all(conn)
-        .await?;
+        .await?
+        .into_iter()
+        .unzip();
     Ok(SendReceipt {
         event_id: first.id,
         run_ids,
+        functions,
+        user_id: first.user_id,
         skipped: Vec::new(),
         duplicate: true,
     })
