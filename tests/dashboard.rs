@@ -225,3 +225,59 @@ async fn invoke_runs_one_function_and_rerun_links_to_the_original() {
     assert_eq!(event.id, invoked.event_id, "same event");
     assert_eq!(listing.run.function_id, "ok");
 }
+
+#[tokio::test]
+async fn runs_sent_per_minute_count_the_users_runs_of_the_last_hour_by_minute() {
+    let t = test_db().await;
+    let engine = engine(&t.db);
+    let send = |name: &'static str, user: &'static str| {
+        let engine = engine.clone();
+        let db = t.db.clone();
+        async move {
+            engine
+                .send(&db, NewEvent::new(name, json!({})).for_user(user))
+                .await
+                .unwrap()
+        }
+    };
+    for _ in 0..3 {
+        send("test/ok", "ada").await;
+    }
+    send("test/bad", "ada").await;
+    send("test/ok", "bob").await;
+    // The ids' own clock: the system's.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let per_minute = |user: &'static str, function: Option<&'static str>, at: i64| {
+        let db = t.db.clone();
+        async move {
+            inspect::sent_per_minute(&db, user, function, at, 60)
+                .await
+                .unwrap()
+        }
+    };
+    let ada = per_minute("ada", None, now).await;
+    assert_eq!(ada.len(), 60);
+    // All in the last minute or two (the sends may straddle a minute's turn).
+    assert_eq!(ada.iter().sum::<u32>(), 4);
+    assert_eq!(ada[58] + ada[59], 4);
+    assert_eq!(
+        per_minute("ada", Some("ok"), now).await.iter().sum::<u32>(),
+        3
+    );
+    assert_eq!(per_minute("bob", None, now).await.iter().sum::<u32>(), 1);
+    assert_eq!(per_minute("eve", None, now).await.iter().sum::<u32>(), 0);
+    // An hour later they are out of the window; a minute later they moved one left.
+    assert_eq!(
+        per_minute("ada", None, now + 3_600_000)
+            .await
+            .iter()
+            .sum::<u32>(),
+        0
+    );
+    let later = per_minute("ada", None, now + 60_000).await;
+    assert_eq!(later[57] + later[58], 4);
+    assert_eq!(later[59], 0);
+}

@@ -58,6 +58,39 @@ test('a sleeping run can be cancelled from its page, which says who cancelled it
   await expect(page.locator('.workflow-name').filter({ hasText: 'workflow-from-inngest' })).toHaveCount(0);
 });
 
+test('the runs page charts the runs sent per minute, and the chart follows new sends live', async ({ page, context }) => {
+  const errors = watchConsole(page);
+  await signUp(page, newEmail('chart'));
+  await page.goto('/runs');
+  await hydrated(page);
+  const chart = page.locator('figure.sparkline');
+  await expect(chart).toHaveAttribute('data-total', '0');
+  await expect(chart.locator('.tick')).toHaveText(['1/min', '0', '−60 min', 'now']);
+  await expect(chart.locator('rect.bar')).toHaveCount(0);
+  await page.evaluate(() => ((window as any).__noReload = true));
+
+  // Three runs sent from another tab: the chart counts them without a reload.
+  const sender = await context.newPage();
+  await sender.goto('/events');
+  await hydrated(sender);
+  await sender.getByLabel('Name').fill('demo/api-call');
+  await sender.getByLabel('Data (JSON)').fill(JSON.stringify([{ n: 1 }, { n: 2 }, { n: 3 }]));
+  await sender.getByRole('button', { name: 'Send event' }).click();
+  await expect(sender.locator('.toast').filter({ hasText: '이벤트 3개 전송됨' })).toBeVisible();
+
+  await expect(chart).toHaveAttribute('data-total', '3');
+  await expect(chart.locator('svg')).toHaveAttribute('aria-label', /^Runs sent per minute over the last 60 minutes: 3 in all/);
+  await expect(chart.locator('figcaption')).toContainText('last 60 min: 3 in all');
+  // One bar per minute that had runs: the current one, or two if a minute turned.
+  const counts = await chart.locator('rect.bar').evaluateAll((bars) => bars.map((b) => Number(b.getAttribute('data-count'))));
+  expect(counts.reduce((a, b) => a + b, 0)).toBe(3);
+  expect(counts.length).toBeLessThanOrEqual(2);
+  await expect(chart.locator('.tick').first()).toHaveText(counts.length === 1 ? '5/min' : '2/min');
+  await chart.screenshot({ path: 'test-results/runs-sparkline.png' });
+  expect(await page.evaluate(() => (window as any).__noReload)).toBe(true);
+  expect(errors).toEqual([]);
+});
+
 test('sending an event with bad JSON shows the error; a good one lists the event and its run', async ({ page }) => {
   await signUp(page, newEmail('events'));
   await page.goto('/events');

@@ -49,7 +49,13 @@ pub struct RunPage {
     pub counts: Vec<(RunStatus, i64)>,
     /// The user's functions, for the filter.
     pub functions: Vec<String>,
+    /// Runs sent (of the filter's function, if any) in each of the last
+    /// [`SENT_MINUTES`] minutes, oldest first; the last is the current minute.
+    pub sent_per_minute: Vec<u32>,
 }
+
+/// How many minutes the runs page's sparkline shows.
+pub const SENT_MINUTES: usize = 60;
 
 /// A step on the run page's timeline.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -298,6 +304,15 @@ mod ssr {
             None
         };
         let counts = inspect::counts(&state.db, user_id, filter.function_id.as_deref()).await?;
+        let sent_per_minute = inspect::sent_per_minute(
+            &state.db,
+            user_id,
+            filter.function_id.as_deref(),
+            // The run ids' own clock.
+            crate::db::now_ms(),
+            SENT_MINUTES,
+        )
+        .await?;
         let functions = state
             .engine
             .functions()
@@ -309,6 +324,7 @@ mod ssr {
             next,
             counts,
             functions,
+            sent_per_minute,
         })
     }
 

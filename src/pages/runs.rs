@@ -7,6 +7,7 @@ use crate::api::runs::{list_runs, RunPage, RunRow};
 use crate::components::form_error::LoadError;
 use crate::components::live::use_live_runs;
 use crate::components::nav::Nav;
+use crate::components::sparkline::Sparkline;
 use crate::components::status::{HeldBack, StatusBadge};
 use crate::components::time::{format_duration, format_time};
 use crate::domain::RunStatus;
@@ -103,6 +104,7 @@ fn RunsView(
     });
     let functions = page.functions.clone();
     view! {
+        <Sparkline counts=page.sent_per_minute.clone() label="Runs sent" />
         <div class="chips">
             <a class="chip" class:active=status.is_none() href=link_for(None)>"all " <b>{total}</b></a>
             {chips}

@@ -133,6 +133,55 @@ pub async fn counts(
         .collect()
 }
 
+/// How many of the user's runs (of `function_id`, if given) were sent in each of the
+/// last `minutes` whole minutes, oldest first; the last is the minute `now` is in. Read
+/// from the run ids alone — UUIDv7, which begin with their millisecond, so those of the
+/// window are one range of `idx_run_user` (user, id) — and counted here: the cost is
+/// one index entry per run of the window, whatever the user's older runs.
+pub async fn sent_per_minute(
+    db: &impl ConnectionTrait,
+    user_id: &str,
+    function_id: Option<&str>,
+    now: i64,
+    minutes: usize,
+) -> Result<Vec<u32>, DbErr> {
+    const MINUTE: i64 = 60_000;
+    let first = (now.div_euclid(MINUTE) - minutes as i64 + 1) * MINUTE;
+    let mut query = run::Entity::find()
+        .select_only()
+        .column(run::Column::Id)
+        .filter(run::Column::UserId.eq(user_id))
+        .filter(run::Column::Id.gte(first_id_at(first)));
+    if let Some(function_id) = function_id {
+        query = query.filter(run::Column::FunctionId.eq(function_id));
+    }
+    let ids: Vec<String> = query.into_tuple().all(db).await?;
+    let mut counts = vec![0u32; minutes];
+    for at in ids.iter().filter_map(|id| millis_of_id(id)) {
+        let minute = (at - first).div_euclid(MINUTE);
+        if let Some(count) = usize::try_from(minute).ok().and_then(|m| counts.get_mut(m)) {
+            *count += 1;
+        }
+    }
+    Ok(counts)
+}
+
+/// The smallest UUIDv7 (as text) of millisecond `ms`.
+fn first_id_at(ms: i64) -> String {
+    let ms = Ord::max(ms, 0) as u64;
+    format!(
+        "{:08x}-{:04x}-0000-0000-000000000000",
+        ms >> 16,
+        ms & 0xffff
+    )
+}
+
+/// The millisecond a UUIDv7 (as text) was made in.
+fn millis_of_id(id: &str) -> Option<i64> {
+    let hex: String = id.chars().filter(|c| *c != '-').take(12).collect();
+    i64::from_str_radix(&hex, 16).ok()
+}
+
 /// Run counts by function and state, for the user.
 pub async fn counts_by_function(
     db: &impl ConnectionTrait,
@@ -430,4 +479,22 @@ pub async fn events(
         });
     }
     Ok((listings, more))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_ids_millisecond_is_read_back_and_bounds_its_range() {
+        let id = uuid::Uuid::now_v7().to_string();
+        let ms = millis_of_id(&id).unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        assert!((now - ms).abs() < 1_000, "{id}: {ms} vs {now}");
+        assert!(first_id_at(ms) <= id && id < first_id_at(ms + 1));
+        assert_eq!(millis_of_id(&first_id_at(ms)), Some(ms));
+    }
 }
