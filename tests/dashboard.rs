@@ -281,3 +281,86 @@ async fn runs_sent_per_minute_count_the_users_runs_of_the_last_hour_by_minute() 
     assert_eq!(later[57] + later[58], 4);
     assert_eq!(later[59], 0);
 }
+
+#[tokio::test]
+async fn activity_charts_each_functions_runs_of_the_window_by_outcome_and_latency() {
+    let t = test_db().await;
+    let engine = engine(&t.db);
+    let mut updates = Updates::new(engine.subscribe());
+    let workers = engine.start();
+    let mut ok = Vec::new();
+    for i in 0..3 {
+        let r = engine
+            .send(
+                &t.db,
+                NewEvent::new("test/ok", json!({ "i": i })).for_user("ada"),
+            )
+            .await
+            .unwrap();
+        ok.push(r.run_ids[0].clone());
+    }
+    let bad = engine
+        .send(&t.db, NewEvent::new("test/bad", json!({})).for_user("ada"))
+        .await
+        .unwrap();
+    let bobs = engine
+        .send(&t.db, NewEvent::new("test/ok", json!({})).for_user("bob"))
+        .await
+        .unwrap();
+    wait_for_all(&mut updates, &ok, RunStatus::Completed).await;
+    wait_for_all(&mut updates, &bad.run_ids, RunStatus::Failed).await;
+    wait_for_all(&mut updates, &bobs.run_ids, RunStatus::Completed).await;
+    workers.shutdown().await;
+
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let span = 300_000;
+    let ada = inspect::activity(&t.db, "ada", now, 12, span)
+        .await
+        .unwrap();
+    assert_eq!(ada.len(), 2, "{ada:?}");
+    let total = |function: &str, pick: fn(&inspect::Activity) -> u32| -> u32 {
+        ada[function].iter().map(pick).sum()
+    };
+    assert_eq!(ada["ok"].len(), 12);
+    assert_eq!(
+        (
+            total("ok", |a| a.completed),
+            total("ok", |a| a.failed),
+            total("ok", |a| a.other)
+        ),
+        (3, 0, 0)
+    );
+    assert_eq!(
+        (total("bad", |a| a.completed), total("bad", |a| a.failed)),
+        (0, 1)
+    );
+    // Sent just now: in the last span (or the two last, across a span's turn), each
+    // with its percentiles; the spans without runs have none.
+    let busy: Vec<&inspect::Activity> = ada["ok"].iter().filter(|a| a.completed > 0).collect();
+    assert!(ada["ok"][..10]
+        .iter()
+        .all(|a| *a == inspect::Activity::default()));
+    for a in &busy {
+        let duration = a.duration.expect("finished runs have a duration");
+        let delay = a.delay.expect("started runs have a delay");
+        assert!(0 <= duration.p50 && duration.p50 <= duration.p95, "{a:?}");
+        assert!(0 <= delay.p50 && delay.p50 <= delay.p95, "{a:?}");
+    }
+    let bobs_view = inspect::activity(&t.db, "bob", now, 12, span)
+        .await
+        .unwrap();
+    assert_eq!(bobs_view.len(), 1);
+    assert_eq!(bobs_view["ok"].iter().map(|a| a.completed).sum::<u32>(), 1);
+    assert!(inspect::activity(&t.db, "eve", now, 12, span)
+        .await
+        .unwrap()
+        .is_empty());
+    // An hour later the window holds none of them.
+    assert!(inspect::activity(&t.db, "ada", now + 3_600_000, 12, span)
+        .await
+        .unwrap()
+        .is_empty());
+}

@@ -91,6 +91,42 @@ test('the runs page charts the runs sent per minute, and the chart follows new s
   expect(errors).toEqual([]);
 });
 
+test('the functions page charts a function\'s runs of the last hour by outcome and latency, live', async ({ page, context }) => {
+  const errors = watchConsole(page);
+  await signUp(page, newEmail('fncharts'));
+  await page.goto('/functions');
+  await hydrated(page);
+  const card = page.locator('article.function[data-function="throttled-api"]');
+  await expect(card.locator('.no-activity')).toHaveText('No runs in the last hour.');
+  await page.evaluate(() => ((window as any).__noReload = true));
+
+  // Two runs from another tab: both start at once (the throttle allows 2 per 10 s).
+  const sender = await context.newPage();
+  await sender.goto('/events');
+  await hydrated(sender);
+  await sender.getByLabel('Name').fill('demo/api-call');
+  await sender.getByLabel('Data (JSON)').fill(JSON.stringify([{ n: 1 }, { n: 2 }]));
+  await sender.getByRole('button', { name: 'Send event' }).click();
+  await expect(sender.locator('.toast').filter({ hasText: '이벤트 2개 전송됨' })).toBeVisible();
+
+  // The charts appear, and count them once they complete, without a reload.
+  const outcomes = card.locator('figure.outcomes');
+  await expect(outcomes).toHaveAttribute('data-completed', '2');
+  await expect(outcomes).toHaveAttribute('data-failed', '0');
+  await expect(outcomes.locator('.tick')).toHaveText(['2 runs', '0', '−60 min', '−30 min', 'now']);
+  await expect(outcomes.locator('figcaption')).toContainText('2 completed');
+  for (const kind of ['duration', 'delay']) {
+    const chart = card.locator(`figure.latency[data-kind="${kind}"]`);
+    await expect(chart).toHaveAttribute('data-points', /^[12]$/);
+    await expect(chart.locator('circle.dot.p50').first()).toHaveAttribute('data-ms', /^\d+$/);
+    await expect(chart.locator('.tick').first()).toHaveText(/\d+ ms|\d\.\d\d s/);
+  }
+  await expect(card.locator('figure.latency[data-kind="delay"] figcaption')).toContainText('Send → start: p50 p95 · latest');
+  await card.locator('.charts').screenshot({ path: 'test-results/function-charts.png' });
+  expect(await page.evaluate(() => (window as any).__noReload)).toBe(true);
+  expect(errors).toEqual([]);
+});
+
 test('sending an event with bad JSON shows the error; a good one lists the event and its run', async ({ page }) => {
   await signUp(page, newEmail('events'));
   await page.goto('/events');

@@ -41,6 +41,26 @@ pub struct FunctionView {
     /// For a failure handler: the function whose failures it handles.
     pub handles_failures_of: Option<String>,
     pub counts: Vec<(RunStatus, i64)>,
+    /// The user's runs of it sent in each of the last [`ACTIVITY_SPANS`] spans of
+    /// [`SPAN_MINUTES`], oldest first.
+    pub activity: Vec<SpanView>,
+}
+
+/// How many spans the functions page's charts show, and how long each is.
+pub const ACTIVITY_SPANS: usize = 12;
+pub const SPAN_MINUTES: i64 = 5;
+
+/// A function's runs sent within one span, as its charts show them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpanView {
+    pub completed: u32,
+    pub failed: u32,
+    /// Queued, running, sleeping or cancelled.
+    pub other: u32,
+    /// Run duration (start to end) p50 and p95, ms.
+    pub duration: Option<(i64, i64)>,
+    /// Send→start delay p50 and p95, ms.
+    pub delay: Option<(i64, i64)>,
 }
 
 /// The registered functions, with the user's run counts.
@@ -82,6 +102,15 @@ mod ssr {
         user_id: &str,
     ) -> Result<Vec<FunctionView>, AppError> {
         let counts = inspect::counts_by_function(&state.db, user_id).await?;
+        let mut activity = inspect::activity(
+            &state.db,
+            user_id,
+            // The run ids' own clock.
+            crate::db::now_ms(),
+            ACTIVITY_SPANS,
+            SPAN_MINUTES * 60_000,
+        )
+        .await?;
         let now = state.engine.now_ms();
         let mut ticks = std::collections::HashMap::new();
         for (function_id, _) in state.engine.schedules() {
@@ -131,6 +160,18 @@ mod ssr {
                     .iter()
                     .filter(|(function, ..)| function == f.id())
                     .map(|(_, status, n)| (*status, *n))
+                    .collect(),
+                activity: activity
+                    .remove(f.id())
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|a| SpanView {
+                        completed: a.completed,
+                        failed: a.failed,
+                        other: a.other,
+                        duration: a.duration.map(|p| (p.p50, p.p95)),
+                        delay: a.delay.map(|p| (p.p50, p.p95)),
+                    })
                     .collect(),
             })
             .collect())

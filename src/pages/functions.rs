@@ -3,6 +3,8 @@ use leptos::prelude::*;
 use leptos_router::components::A;
 
 use crate::api::functions::{list_functions, FunctionView, InvokeFunction};
+use crate::api::functions::{SpanView, SPAN_MINUTES};
+use crate::components::charts::{LatencyLines, OutcomeBars};
 use crate::components::form_error::{action_error, FormError, LoadError};
 use crate::components::live::use_live_runs;
 use crate::components::nav::Nav;
@@ -45,6 +47,8 @@ fn FunctionCard(
     let counts_of = function.id.clone();
     let first_counts = function.counts.clone();
     let latest_of = function.id.clone();
+    let first_activity = function.activity.clone();
+    let activity_of = function.id.clone();
     view! {
         <article class="function" data-function=function.id.clone()>
             <h2><code>{function.id.clone()}</code></h2>
@@ -134,6 +138,20 @@ fn FunctionCard(
                     </Transition>
                 </dd>
             </dl>
+            <Transition fallback=move || view! { <Charts spans=first_activity.clone() /> }>
+                {move || {
+                    let id = activity_of.clone();
+                    Suspend::new(async move {
+                        let spans = latest
+                            .await
+                            .ok()
+                            .and_then(|list| list.into_iter().find(|f| f.id == id))
+                            .map(|f| f.activity)
+                            .unwrap_or_default();
+                        view! { <Charts spans=spans /> }
+                    })
+                }}
+            </Transition>
             {function.handles_failures_of.is_none().then(|| view! {
             <ActionForm action=invoke attr:class="invoke">
                 <input type="hidden" name="function" value=id />
@@ -150,6 +168,24 @@ fn FunctionCard(
             })}
         </article>
     }
+}
+
+/// A function's runs of the last hour: by outcome, and their latencies.
+#[component]
+fn Charts(spans: Vec<SpanView>) -> impl IntoView {
+    if spans.is_empty() {
+        return view! { <p class="muted no-activity">"No runs in the last hour."</p> }.into_any();
+    }
+    let durations = spans.iter().map(|s| s.duration).collect::<Vec<_>>();
+    let delays = spans.iter().map(|s| s.delay).collect::<Vec<_>>();
+    view! {
+        <div class="charts">
+            <OutcomeBars spans=spans span_minutes=SPAN_MINUTES />
+            <LatencyLines spans=durations span_minutes=SPAN_MINUTES kind="duration" title="Run duration" />
+            <LatencyLines spans=delays span_minutes=SPAN_MINUTES kind="delay" title="Send → start" />
+        </div>
+    }
+    .into_any()
 }
 
 /// A function's run counts by status, each linking to those runs.

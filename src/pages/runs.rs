@@ -4,10 +4,10 @@ use leptos_router::components::{Form, A};
 use leptos_router::hooks::use_query_map;
 
 use crate::api::runs::{list_runs, RunPage, RunRow};
+use crate::components::charts::Sparkline;
 use crate::components::form_error::LoadError;
 use crate::components::live::use_live_runs;
 use crate::components::nav::Nav;
-use crate::components::sparkline::Sparkline;
 use crate::components::status::{HeldBack, StatusBadge};
 use crate::components::time::{format_duration, format_time};
 use crate::domain::RunStatus;

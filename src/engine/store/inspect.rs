@@ -158,12 +158,127 @@ pub async fn sent_per_minute(
     let ids: Vec<String> = query.into_tuple().all(db).await?;
     let mut counts = vec![0u32; minutes];
     for at in ids.iter().filter_map(|id| millis_of_id(id)) {
-        let minute = (at - first).div_euclid(MINUTE);
-        if let Some(count) = usize::try_from(minute).ok().and_then(|m| counts.get_mut(m)) {
-            *count += 1;
+        if let Some(minute) = span_of(at, first, MINUTE, minutes) {
+            counts[minute] += 1;
         }
     }
     Ok(counts)
+}
+
+/// Percentiles of a set of durations, in milliseconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Percentiles {
+    pub p50: i64,
+    pub p95: i64,
+}
+
+impl Percentiles {
+    /// Nearest-rank percentiles of `values`; `None` when there are none.
+    fn of(mut values: Vec<i64>) -> Option<Percentiles> {
+        if values.is_empty() {
+            return None;
+        }
+        values.sort_unstable();
+        let rank =
+            |p: f64| values[((p * values.len() as f64).ceil() as usize).clamp(1, values.len()) - 1];
+        Some(Percentiles {
+            p50: rank(0.50),
+            p95: rank(0.95),
+        })
+    }
+}
+
+/// What one function's runs sent within one span of time have come to, and how long
+/// they took.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Activity {
+    pub completed: u32,
+    pub failed: u32,
+    /// Still queued, running or sleeping, or cancelled.
+    pub other: u32,
+    /// Start to end, of the runs that finished.
+    pub duration: Option<Percentiles>,
+    /// Send to start, of the runs that started.
+    pub delay: Option<Percentiles>,
+}
+
+/// A run of the window: id, function, status, created, started and ended at.
+type WindowRow = (String, String, RunStatus, i64, Option<i64>, Option<i64>);
+
+/// The user's runs sent in each of the last `spans` spans of `span_ms` (oldest first;
+/// the last is the one `now` is in), by function: how they stand and how long they took.
+/// Functions without runs in the window are left out. The window's runs are one range
+/// of `idx_run_user` (see [`sent_per_minute`]), each read from its row.
+pub async fn activity(
+    db: &impl ConnectionTrait,
+    user_id: &str,
+    now: i64,
+    spans: usize,
+    span_ms: i64,
+) -> Result<HashMap<String, Vec<Activity>>, DbErr> {
+    let first = (now.div_euclid(span_ms) - spans as i64 + 1) * span_ms;
+    let rows: Vec<WindowRow> = run::Entity::find()
+        .select_only()
+        .columns([
+            run::Column::Id,
+            run::Column::FunctionId,
+            run::Column::Status,
+            run::Column::CreatedAt,
+            run::Column::StartedAt,
+            run::Column::EndedAt,
+        ])
+        .filter(run::Column::UserId.eq(user_id))
+        .filter(run::Column::Id.gte(first_id_at(first)))
+        .into_tuple()
+        .all(db)
+        .await?;
+    #[derive(Clone, Default)]
+    struct Gathered {
+        activity: Activity,
+        durations: Vec<i64>,
+        delays: Vec<i64>,
+    }
+    let mut gathered: HashMap<String, Vec<Gathered>> = HashMap::new();
+    for (id, function_id, status, created_at, started_at, ended_at) in rows {
+        let Some(i) = millis_of_id(&id).and_then(|at| span_of(at, first, span_ms, spans)) else {
+            continue;
+        };
+        let span = &mut gathered
+            .entry(function_id)
+            .or_insert_with(|| vec![Gathered::default(); spans])[i];
+        match status {
+            RunStatus::Completed => span.activity.completed += 1,
+            RunStatus::Failed => span.activity.failed += 1,
+            _ => span.activity.other += 1,
+        }
+        if let Some(started_at) = started_at {
+            span.delays.push(started_at - created_at);
+            if let Some(ended_at) = ended_at.filter(|_| status.is_final()) {
+                span.durations.push(ended_at - started_at);
+            }
+        }
+    }
+    Ok(gathered
+        .into_iter()
+        .map(|(function_id, spans)| {
+            let spans = spans
+                .into_iter()
+                .map(|g| Activity {
+                    duration: Percentiles::of(g.durations),
+                    delay: Percentiles::of(g.delays),
+                    ..g.activity
+                })
+                .collect();
+            (function_id, spans)
+        })
+        .collect())
+}
+
+/// Which of the `spans` spans of `span_ms` from `first` the millisecond `at` is in.
+fn span_of(at: i64, first: i64, span_ms: i64, spans: usize) -> Option<usize> {
+    usize::try_from((at - first).div_euclid(span_ms))
+        .ok()
+        .filter(|&i| i < spans)
 }
 
 /// The smallest UUIDv7 (as text) of millisecond `ms`.
@@ -484,6 +599,20 @@ pub async fn events(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        assert_eq!(Percentiles::of(vec![]), None);
+        assert_eq!(
+            Percentiles::of(vec![7]),
+            Some(Percentiles { p50: 7, p95: 7 })
+        );
+        let hundred: Vec<i64> = (1..=100).rev().collect();
+        assert_eq!(
+            Percentiles::of(hundred),
+            Some(Percentiles { p50: 50, p95: 95 })
+        );
+    }
 
     #[test]
     fn a_run_ids_millisecond_is_read_back_and_bounds_its_range() {
