@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use common::{test_db, wait_for_all, Updates};
 use nodebase::engine::inspect::{self, RunFilter};
-use nodebase::engine::{Backoff, Engine, EngineConfig, FnError, Function, NewEvent, RunStatus};
+use nodebase::engine::{
+    Backoff, Engine, EngineConfig, FnError, Function, NewEvent, RunStatus, SendReceipt,
+};
 use serde_json::json;
 
 fn engine(db: &sea_orm::DatabaseConnection) -> Engine {
@@ -33,35 +35,37 @@ fn engine(db: &sea_orm::DatabaseConnection) -> Engine {
         .unwrap()
 }
 
+/// Ada sends `oks` events of `ok` and one of `bad`, Bob one of `ok`; returns Ada's ok
+/// runs and the receipts of her bad send and of Bob's, once all runs have ended.
+async fn ada_and_bob(
+    db: &sea_orm::DatabaseConnection,
+    engine: &Engine,
+    oks: usize,
+) -> (Vec<String>, SendReceipt, SendReceipt) {
+    let mut updates = Updates::new(engine.subscribe());
+    let workers = engine.start();
+    let send = |name: &str, data: serde_json::Value, user: &str| {
+        let event = NewEvent::new(name, data).for_user(user);
+        async move { engine.send(db, event).await.unwrap() }
+    };
+    let mut ok = Vec::new();
+    for i in 0..oks {
+        ok.push(send("test/ok", json!({ "i": i }), "ada").await.run_ids[0].clone());
+    }
+    let bad = send("test/bad", json!({}), "ada").await;
+    let bobs = send("test/ok", json!({}), "bob").await;
+    wait_for_all(&mut updates, &ok, RunStatus::Completed).await;
+    wait_for_all(&mut updates, &bad.run_ids, RunStatus::Failed).await;
+    wait_for_all(&mut updates, &bobs.run_ids, RunStatus::Completed).await;
+    workers.shutdown().await;
+    (ok, bad, bobs)
+}
+
 #[tokio::test]
 async fn runs_are_filtered_paged_and_scoped_to_their_user() {
     let t = test_db().await;
     let engine = engine(&t.db);
-    let mut updates = Updates::new(engine.subscribe());
-    let workers = engine.start();
-    let mut ok_runs = Vec::new();
-    for i in 0..7 {
-        let r = engine
-            .send(
-                &t.db,
-                NewEvent::new("test/ok", json!({ "i": i })).for_user("ada"),
-            )
-            .await
-            .unwrap();
-        ok_runs.push(r.run_ids[0].clone());
-    }
-    let bad = engine
-        .send(&t.db, NewEvent::new("test/bad", json!({})).for_user("ada"))
-        .await
-        .unwrap();
-    let bobs = engine
-        .send(&t.db, NewEvent::new("test/ok", json!({})).for_user("bob"))
-        .await
-        .unwrap();
-    wait_for_all(&mut updates, &ok_runs, RunStatus::Completed).await;
-    wait_for_all(&mut updates, &bad.run_ids, RunStatus::Failed).await;
-    wait_for_all(&mut updates, &bobs.run_ids, RunStatus::Completed).await;
-    workers.shutdown().await;
+    let (ok_runs, bad, bobs) = ada_and_bob(&t.db, &engine, 7).await;
 
     // Newest first, three at a time, following the cursor.
     let mut seen = Vec::new();
@@ -230,21 +234,7 @@ async fn invoke_runs_one_function_and_rerun_links_to_the_original() {
 async fn runs_sent_per_minute_count_the_users_runs_of_the_last_hour_by_minute() {
     let t = test_db().await;
     let engine = engine(&t.db);
-    let send = |name: &'static str, user: &'static str| {
-        let engine = engine.clone();
-        let db = t.db.clone();
-        async move {
-            engine
-                .send(&db, NewEvent::new(name, json!({})).for_user(user))
-                .await
-                .unwrap()
-        }
-    };
-    for _ in 0..3 {
-        send("test/ok", "ada").await;
-    }
-    send("test/bad", "ada").await;
-    send("test/ok", "bob").await;
+    ada_and_bob(&t.db, &engine, 3).await;
     // The ids' own clock: the system's.
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -286,31 +276,7 @@ async fn runs_sent_per_minute_count_the_users_runs_of_the_last_hour_by_minute() 
 async fn activity_charts_each_functions_runs_of_the_window_by_outcome_and_latency() {
     let t = test_db().await;
     let engine = engine(&t.db);
-    let mut updates = Updates::new(engine.subscribe());
-    let workers = engine.start();
-    let mut ok = Vec::new();
-    for i in 0..3 {
-        let r = engine
-            .send(
-                &t.db,
-                NewEvent::new("test/ok", json!({ "i": i })).for_user("ada"),
-            )
-            .await
-            .unwrap();
-        ok.push(r.run_ids[0].clone());
-    }
-    let bad = engine
-        .send(&t.db, NewEvent::new("test/bad", json!({})).for_user("ada"))
-        .await
-        .unwrap();
-    let bobs = engine
-        .send(&t.db, NewEvent::new("test/ok", json!({})).for_user("bob"))
-        .await
-        .unwrap();
-    wait_for_all(&mut updates, &ok, RunStatus::Completed).await;
-    wait_for_all(&mut updates, &bad.run_ids, RunStatus::Failed).await;
-    wait_for_all(&mut updates, &bobs.run_ids, RunStatus::Completed).await;
-    workers.shutdown().await;
+    ada_and_bob(&t.db, &engine, 3).await;
 
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

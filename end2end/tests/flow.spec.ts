@@ -1,5 +1,5 @@
 import { test, expect, Page } from '@playwright/test';
-import { hydrated, newEmail, signUp, watchConsole } from './helpers';
+import { hydrated, newEmail, sendEvents, signUp, watchConsole } from './helpers';
 
 /** Sends `name` with `data` from the Events page and waits for its toast. */
 async function sendEvent(page: Page, name: string, data: object): Promise<void> {
@@ -183,10 +183,7 @@ test('an urgent demo/serial send goes ahead of the sends its concurrency limit h
   const rows = page.locator('tr.run-row');
   await expect(rows).toHaveCount(1);
   await expect(rows.nth(0).locator('.status')).toHaveAttribute('data-status', 'running');
-  await sender.getByLabel('Name').fill('demo/serial');
-  await sender.getByLabel('Data (JSON)').fill(JSON.stringify([{ n: 2 }, { n: 3 }, { n: 4, urgent: true }]));
-  await sender.getByRole('button', { name: 'Send event' }).click();
-  await expect(sender.locator('.toast').filter({ hasText: '이벤트 3개 전송됨' })).toBeVisible();
+  await sendEvents(sender, 'demo/serial', [{ n: 2 }, { n: 3 }, { n: 4, urgent: true }]);
 
   await expect(rows).toHaveCount(4);
   // Newest first. The urgent send runs right after the first, before 2 and 3.

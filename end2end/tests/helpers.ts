@@ -38,3 +38,11 @@ export async function createWorkflow(page: Page): Promise<void> {
   await page.getByRole('button', { name: '워크플로우 생성' }).click();
   await expect(page.locator('.toast').filter({ hasText: '작업 성공' })).toBeVisible();
 }
+
+/** Sends one `name` event per payload in one send from the Events page, and waits for its toast. */
+export async function sendEvents(page: Page, name: string, payloads: object[]): Promise<void> {
+  await page.getByLabel('Name').fill(name);
+  await page.getByLabel('Data (JSON)').fill(JSON.stringify(payloads));
+  await page.getByRole('button', { name: 'Send event' }).click();
+  await expect(page.locator('.toast').filter({ hasText: `이벤트 ${payloads.length}개 전송됨` })).toBeVisible();
+}

@@ -1,5 +1,5 @@
 import { test, expect } from '@playwright/test';
-import { createWorkflow, newEmail, signUp, watchConsole, hydrated } from './helpers';
+import { createWorkflow, newEmail, sendEvents, signUp, watchConsole, hydrated } from './helpers';
 
 const STEPS = ['비디오 가져오기', '비디오 → 텍스트 변환', 'OpenAI로 전송해서 요약/분석', 'create-workflow'];
 
@@ -73,10 +73,7 @@ test('the runs page charts the runs sent per minute, and the chart follows new s
   const sender = await context.newPage();
   await sender.goto('/events');
   await hydrated(sender);
-  await sender.getByLabel('Name').fill('demo/api-call');
-  await sender.getByLabel('Data (JSON)').fill(JSON.stringify([{ n: 1 }, { n: 2 }, { n: 3 }]));
-  await sender.getByRole('button', { name: 'Send event' }).click();
-  await expect(sender.locator('.toast').filter({ hasText: '이벤트 3개 전송됨' })).toBeVisible();
+  await sendEvents(sender, 'demo/api-call', [{ n: 1 }, { n: 2 }, { n: 3 }]);
 
   await expect(chart).toHaveAttribute('data-total', '3');
   await expect(chart.locator('svg')).toHaveAttribute('aria-label', /^Runs sent per minute over the last 60 minutes: 3 in all/);
@@ -104,10 +101,7 @@ test('the functions page charts a function\'s runs of the last hour by outcome a
   const sender = await context.newPage();
   await sender.goto('/events');
   await hydrated(sender);
-  await sender.getByLabel('Name').fill('demo/api-call');
-  await sender.getByLabel('Data (JSON)').fill(JSON.stringify([{ n: 1 }, { n: 2 }]));
-  await sender.getByRole('button', { name: 'Send event' }).click();
-  await expect(sender.locator('.toast').filter({ hasText: '이벤트 2개 전송됨' })).toBeVisible();
+  await sendEvents(sender, 'demo/api-call', [{ n: 1 }, { n: 2 }]);
 
   // The charts appear, and count them once they complete, without a reload.
   const outcomes = card.locator('figure.outcomes');
