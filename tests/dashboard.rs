@@ -230,16 +230,20 @@ async fn invoke_runs_one_function_and_rerun_links_to_the_original() {
     assert_eq!(listing.run.function_id, "ok");
 }
 
+/// Now on the clock run ids are made with: the system's.
+fn id_clock() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
 #[tokio::test]
 async fn runs_sent_per_minute_count_the_users_runs_of_the_last_hour_by_minute() {
     let t = test_db().await;
     let engine = engine(&t.db);
     ada_and_bob(&t.db, &engine, 3).await;
-    // The ids' own clock: the system's.
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
+    let now = id_clock();
     let per_minute = |user: &'static str, function: Option<&'static str>, at: i64| {
         let db = t.db.clone();
         async move {
@@ -278,10 +282,7 @@ async fn activity_charts_each_functions_runs_of_the_window_by_outcome_and_latenc
     let engine = engine(&t.db);
     ada_and_bob(&t.db, &engine, 3).await;
 
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
+    let now = id_clock();
     let span = 300_000;
     let ada = inspect::activity(&t.db, "ada", now, 12, span)
         .await
