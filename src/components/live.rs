@@ -7,7 +7,7 @@ use crate::domain::RunNotice;
 use crate::domain::LIVE_PATH;
 
 /// The latest run update, and a counter that moves when the page should refetch: a
-/// run ended, or the stream reconnected (and may have missed some).
+/// run ended, or the stream (re)opened (and may have missed some).
 #[derive(Clone, Copy)]
 pub struct LiveRuns {
     pub last: ReadSignal<Option<RunNotice>>,
@@ -54,14 +54,9 @@ fn connect(set_last: WriteSignal<Option<RunNotice>>, set_finished: WriteSignal<u
         }
     });
     let on_resync = Closure::<dyn FnMut(Event)>::new(move |_| set_finished.update(|n| *n += 1));
-    let mut opened = 0u32;
-    let on_open = Closure::<dyn FnMut(Event)>::new(move |_| {
-        opened += 1;
-        if opened > 1 {
-            // Reconnected: updates may have been missed while the stream was down.
-            set_finished.update(|n| *n += 1);
-        }
-    });
+    // Opened, or reopened: updates may have been missed before (between the page's
+    // first fetch and this stream's start) or while the stream was down.
+    let on_open = Closure::<dyn FnMut(Event)>::new(move |_| set_finished.update(|n| *n += 1));
     let _ = source.add_event_listener_with_callback("run", on_run.as_ref().unchecked_ref());
     let _ = source.add_event_listener_with_callback("resync", on_resync.as_ref().unchecked_ref());
     let _ = source.add_event_listener_with_callback("open", on_open.as_ref().unchecked_ref());

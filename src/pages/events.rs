@@ -20,8 +20,15 @@ pub fn EventsPage() -> impl IntoView {
     let live = use_live_runs();
     let toaster = use_toaster();
     let events = Resource::new(
-        move || (before(), send.version().get(), live.last.get()),
-        |(before, _, _)| list_events(before),
+        move || {
+            (
+                before(),
+                send.version().get(),
+                live.last.get(),
+                live.finished.get(),
+            )
+        },
+        |(before, ..)| list_events(before),
     );
     Effect::new(
         move |_| match send.value().get().map(|sent| sent.map(|ids| ids.len())) {

@@ -20,11 +20,19 @@ pub fn RunPage() -> impl IntoView {
     let live = use_live_runs();
     let cancel = ServerAction::<CancelRun>::new();
     let rerun = ServerAction::<RerunRun>::new();
-    // Refetch when this run moves, or after our own actions.
+    // Refetch when this run moves, when the stream may have missed news (it opened,
+    // or a run ended), or after our own actions.
     let mine = Memo::new(move |_| live.last.get().filter(|n| n.run_id == id()));
     let detail = Resource::new(
-        move || (id(), mine.get(), cancel.version().get()),
-        |(id, _, _)| get_run(id),
+        move || {
+            (
+                id(),
+                mine.get(),
+                live.finished.get(),
+                cancel.version().get(),
+            )
+        },
+        |(id, ..)| get_run(id),
     );
 
     let navigate = use_navigate();

@@ -26,9 +26,10 @@ pub fn RunsPage() -> impl IntoView {
                 param("q"),
                 param("before"),
                 live.last.get(),
+                live.finished.get(),
             )
         },
-        |(status, function, q, before, _)| list_runs(status, function, q, before),
+        |(status, function, q, before, ..)| list_runs(status, function, q, before),
     );
 
     view! {
