@@ -237,10 +237,16 @@ impl Engine {
             |name| registry.is_awaited(name),
         )
         .await?;
-        // Announced before the dispatcher is woken, so that a run's news of its start
-        // does not come before that of its send.
+        self.sent(conn, &receipts, awaited).await;
+        Ok(receipts)
+    }
+
+    /// What follows a stored send: its runs announced if it has committed — before the
+    /// dispatcher is woken, so that a run's news of its start does not come before that
+    /// of its send — then the dispatcher and (if an awaited event came) the matcher woken.
+    async fn sent<C: SendConn>(&self, conn: &C, receipts: &[SendReceipt], awaited: bool) {
         if conn.commits_at_once() {
-            self.announce(&receipts).await;
+            self.announce(receipts).await;
         }
         if receipts.iter().any(|r| !r.run_ids.is_empty()) {
             self.rt.wake.notify_one();
@@ -248,7 +254,6 @@ impl Engine {
         if awaited {
             self.rt.match_wake.notify_one();
         }
-        Ok(receipts)
     }
 
     /// Tells subscribers (in every process) that the receipts' runs are queued: for
@@ -296,13 +301,7 @@ impl Engine {
         let mut receipts =
             store::send::send_many(&self.rt, conn, prepared, |_| target[..].into(), |_| awaited)
                 .await?;
-        if conn.commits_at_once() {
-            self.announce(&receipts).await;
-        }
-        self.rt.wake.notify_one();
-        if awaited {
-            self.rt.match_wake.notify_one();
-        }
+        self.sent(conn, &receipts, awaited).await;
         receipts
             .pop()
             .ok_or_else(|| EngineError::Database("invoke recorded nothing".into()))

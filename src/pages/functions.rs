@@ -126,10 +126,8 @@ fn FunctionCard(
                         {move || {
                             let id = latest_of.clone();
                             Suspend::new(async move {
-                                let counts = latest
+                                let counts = latest_view(latest, &id)
                                     .await
-                                    .ok()
-                                    .and_then(|list| list.into_iter().find(|f| f.id == id))
                                     .map(|f| f.counts)
                                     .unwrap_or_default();
                                 view! { <Counts function=id counts=counts /> }
@@ -142,10 +140,8 @@ fn FunctionCard(
                 {move || {
                     let id = activity_of.clone();
                     Suspend::new(async move {
-                        let spans = latest
+                        let spans = latest_view(latest, &id)
                             .await
-                            .ok()
-                            .and_then(|list| list.into_iter().find(|f| f.id == id))
                             .map(|f| f.activity)
                             .unwrap_or_default();
                         view! { <Charts spans=spans /> }
@@ -168,6 +164,17 @@ fn FunctionCard(
             })}
         </article>
     }
+}
+
+/// Function `id` as the latest refetch of the list shows it.
+async fn latest_view(
+    latest: Resource<Result<Vec<FunctionView>, AppError>>,
+    id: &str,
+) -> Option<FunctionView> {
+    latest
+        .await
+        .ok()
+        .and_then(|list| list.into_iter().find(|f| f.id == id))
 }
 
 /// A function's runs of the last hour: by outcome, and their latencies.
