@@ -13,7 +13,7 @@ use nodebase::auth::{password_checks_performed, sign_in, sign_up as sign_up_from
 use nodebase::entities::{auth_throttle, session};
 use nodebase::error::AppError;
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter};
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -189,4 +189,45 @@ async fn sign_ups_are_bounded_per_client_address() {
         sign_up_from(&t.db, &limits, "198.51.100.4", "not-an-email", PASSWORD).await,
         Err(AppError::InvalidInput(_))
     ));
+}
+
+/// The server deletes full budgets now and then (`purge_refilled_budgets`), while
+/// requests spend them. A purge that runs just after an attempt's budget row is written
+/// — played here by a trigger that purges after every write — must not turn that
+/// attempt away: before the fix, the first sign-up after a server start was often refused
+/// with "too many attempts".
+#[tokio::test]
+async fn a_purge_of_full_budgets_at_any_moment_refuses_no_attempt() {
+    let t = test_db().await;
+    let now = nodebase::db::now_ms();
+    let purge = format!("DELETE FROM auth_throttle WHERE refilled_at <= {now}");
+    let statements = match t.db.get_database_backend() {
+        sea_orm::DbBackend::Postgres => vec![
+            format!(
+                "CREATE FUNCTION purge_now() RETURNS trigger AS $$ BEGIN {purge}; \
+                 RETURN NULL; END $$ LANGUAGE plpgsql"
+            ),
+            "CREATE TRIGGER purge_now AFTER INSERT OR UPDATE ON auth_throttle \
+             FOR EACH STATEMENT EXECUTE FUNCTION purge_now()"
+                .to_string(),
+        ],
+        _ => vec![format!(
+            "CREATE TRIGGER purge_now AFTER INSERT ON auth_throttle BEGIN {purge}; END"
+        )],
+    };
+    for sql in statements {
+        t.db.execute_unprepared(&sql).await.unwrap();
+    }
+    let limits = AuthLimits::default();
+    for i in 0..3 {
+        sign_up_from(
+            &t.db,
+            &limits,
+            "198.51.100.9",
+            &format!("purged{i}@example.com"),
+            PASSWORD,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("sign-up {i} was refused: {e:?}"));
+    }
 }

@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use sea_orm::sea_query::{Expr, OnConflict};
+
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 
 use crate::entities::auth_throttle::{self, Column, Entity};
@@ -34,32 +35,41 @@ impl Budget {
 
 /// Spends one attempt of the budget `key` at `now` (Unix ms), or refuses with
 /// `TooManyAttempts(seconds until one is back)`.
+///
+/// One statement: a new budget's row is written already spent, so that a purge of full
+/// budgets ([`purge_refilled`]) can never come between writing the row and spending it.
 pub async fn spend(
     db: &impl ConnectionTrait,
     key: &str,
     budget: Budget,
     now: i64,
 ) -> Result<(), AppError> {
-    Entity::insert(auth_throttle::ActiveModel {
+    // refilled_at = max(refilled_at, now) + every, only while within the burst.
+    let refilled_at = Expr::col((Entity, Column::RefilledAt));
+    let later_of = Expr::case(
+        sea_orm::ExprTrait::gt(refilled_at.clone(), now),
+        refilled_at.clone(),
+    )
+    .finally(now);
+    let spent = Entity::insert(auth_throttle::ActiveModel {
         key: sea_orm::Set(key.to_string()),
-        refilled_at: sea_orm::Set(0),
+        refilled_at: sea_orm::Set(now + budget.every_ms()),
     })
-    .on_conflict(OnConflict::column(Column::Key).do_nothing().to_owned())
+    .on_conflict(
+        OnConflict::column(Column::Key)
+            .value(
+                Column::RefilledAt,
+                sea_orm::ExprTrait::add(Expr::expr(later_of), budget.every_ms()),
+            )
+            .action_and_where(sea_orm::ExprTrait::lte(
+                refilled_at,
+                now + budget.slack_ms(),
+            ))
+            .to_owned(),
+    )
     .exec_without_returning(db)
     .await?;
-    // refilled_at = max(refilled_at, now) + every, only while within the burst.
-    let later_of =
-        Expr::case(Column::RefilledAt.gt(now), Expr::col(Column::RefilledAt)).finally(now);
-    let spent = Entity::update_many()
-        .col_expr(
-            Column::RefilledAt,
-            sea_orm::ExprTrait::add(Expr::expr(later_of), budget.every_ms()),
-        )
-        .filter(Column::Key.eq(key))
-        .filter(Column::RefilledAt.lte(now + budget.slack_ms()))
-        .exec(db)
-        .await?;
-    if spent.rows_affected == 1 {
+    if spent == 1 {
         return Ok(());
     }
     let refilled_at = Entity::find_by_id(key.to_string())
