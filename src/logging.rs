@@ -1,7 +1,8 @@
 //! The process's log output, on standard output: text for people (the default), or one
 //! JSON object per line with `NODEBASE_LOG_FORMAT=json`, for log collectors. Each line
-//! carries the spans it was written in: a run's (`function`, `run_id`, `claim`) and a
-//! step's (`step`, `kind`, `attempt`), so a step's logs can be found by its run.
+//! carries the spans it was written in: a request's (`http.route`, …), a run's (`function`,
+//! `run_id`, `claim`) and a step's (`step`, `kind`, `attempt`), so a step's logs can be
+//! found by its run.
 use tracing::Subscriber;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
@@ -51,13 +52,18 @@ where
 }
 
 /// Installs the process's logger: `RUST_LOG` filters (else `default_filter`), lines go to
-/// standard output in `format`.
-pub fn init(format: LogFormat, default_filter: &str) {
+/// standard output in `format`, and spans to `traces` when it is given (`crate::traces`).
+pub fn init(
+    format: LogFormat,
+    default_filter: &str,
+    traces: Option<&opentelemetry_sdk::trace::SdkTracerProvider>,
+) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     tracing_subscriber::registry()
         .with(filter)
         .with(layer(format, std::io::stdout))
+        .with(traces.map(crate::traces::layer))
         .init();
 }
 

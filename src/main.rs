@@ -45,7 +45,14 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    nodebase::logging::init(format, default_filter);
+    let traces = match nodebase::traces::from_env() {
+        Ok(traces) => traces,
+        Err(err) => {
+            eprintln!("nodebase: {err}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    nodebase::logging::init(format, default_filter, traces.as_ref());
     let result = match cli.command {
         None => nodebase::server::serve(nodebase::server::Role::All).await,
         Some(Command::Serve { role }) => nodebase::server::serve(role).await,
@@ -53,6 +60,9 @@ async fn main() -> std::process::ExitCode {
         Some(Command::Bench(args)) => nodebase::bench::run(args).await,
         Some(Command::BenchWorker(args)) => nodebase::bench::worker(args).await,
     };
+    if let Some(traces) = traces {
+        nodebase::traces::flush(traces).await;
+    }
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {

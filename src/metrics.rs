@@ -132,11 +132,7 @@ fn pool(db: &DatabaseConnection) -> (u32, u32) {
 /// Counts each request by route template (never the raw path), method and status, and
 /// times it.
 pub async fn track_http(request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "other".to_string());
+    let route = route_of(&request);
     let method = request.method().as_str().to_string();
     let began = Instant::now();
     let response = next.run(request).await;
@@ -144,6 +140,15 @@ pub async fn track_http(request: Request, next: Next) -> Response {
     histogram!(HTTP_SECONDS, "route" => route.clone()).record(began.elapsed().as_secs_f64());
     counter!(HTTP_REQUESTS, "route" => route, "method" => method, "status" => status).increment(1);
     response
+}
+
+/// The route template `request` matched (never its raw path), or `other`.
+pub fn route_of(request: &Request) -> String {
+    request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "other".to_string())
 }
 
 /// One open live stream, counted while it lives.

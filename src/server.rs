@@ -108,7 +108,7 @@ pub async fn serve(role: Role) -> Result<(), StartError> {
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     tracing::info!("listening on http://{addr}");
-    let mut app = router(state);
+    let mut app = router(state).layer(axum::middleware::from_fn(crate::traces::trace_http));
     if metrics {
         app = app.layer(axum::middleware::from_fn(crate::metrics::track_http));
     }

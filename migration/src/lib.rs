@@ -16,6 +16,7 @@ mod m20261201_000011_rate_limit;
 mod m20261202_000012_unused_lease_index;
 mod m20261202_000013_fair_order;
 mod m20261202_000014_batch;
+mod m20261203_000015_trace_parent;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -38,6 +39,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000012_unused_lease_index::Migration),
             Box::new(m20261202_000013_fair_order::Migration),
             Box::new(m20261202_000014_batch::Migration),
+            Box::new(m20261203_000015_trace_parent::Migration),
         ]
     }
 }

@@ -243,6 +243,8 @@ async fn spawn(
             run_id = %run.id,
             claim = run.claims
         );
+        // Of the span that created the run, wherever that was.
+        crate::engine::trace::adopt(&span, run.trace_parent.as_deref());
         tasks.spawn(
             async move {
                 let (run_id, claim) = (run.id.clone(), run.claims);

@@ -93,6 +93,9 @@ pub mod run {
         pub batch_key: Option<String>,
         /// Events in its batch (0 for a run of a function that does not batch).
         pub batch_size: i32,
+        /// The span that created the run, as a W3C `traceparent`, when traces are
+        /// exported: its invocations' spans are that span's children.
+        pub trace_parent: Option<String>,
         pub created_at: i64,
         pub started_at: Option<i64>,
         pub ended_at: Option<i64>,

@@ -43,6 +43,7 @@ mod runtime;
 mod step;
 mod store;
 mod throttle;
+pub mod trace;
 
 pub use crate::domain::{RunStatus, StepKind, StepStatus};
 pub use batch::{Batch, MAX_BATCH_EVENTS, MAX_BATCH_TIMEOUT};

@@ -59,6 +59,7 @@ pub(crate) fn new_run(
         fair_at: Set(now),
         batch_key: Set(None),
         batch_size: Set(0),
+        trace_parent: Set(crate::engine::trace::current_parent()),
         created_at: Set(now),
         started_at: Set(None),
         ended_at: Set(None),
@@ -345,7 +346,7 @@ async fn send_in_one_statement<C: ConnectionTrait>(
                 "claims": m.claims, "stalled_claims": m.stalled_claims,
                 "attempts": m.attempts, "rerun_of": m.rerun_of,
                 "concurrency_key": m.concurrency_key, "concurrency_key_2": m.concurrency_key_2,
-                "throttle_key": m.throttle_key, "fair_at": m.fair_at,
+                "throttle_key": m.throttle_key, "fair_at": m.fair_at, "trace_parent": m.trace_parent,
                 "created_at": m.created_at, "updated_at": m.updated_at,
             }));
         }
@@ -359,14 +360,14 @@ async fn send_in_one_statement<C: ConnectionTrait>(
         AS e(id text, name text, data text, user_id text, ts bigint)";
     const INSERT_RUNS: &str = "INSERT INTO run (id, function_id, event_id, user_id, status, \
         due_at, claims, stalled_claims, attempts, rerun_of, concurrency_key, \
-        concurrency_key_2, throttle_key, fair_at, created_at, updated_at) \
+        concurrency_key_2, throttle_key, fair_at, trace_parent, created_at, updated_at) \
         SELECT id, function_id, event_id, user_id, status, due_at, claims, stalled_claims, \
         attempts, rerun_of, concurrency_key, concurrency_key_2, throttle_key, fair_at, \
-        created_at, updated_at FROM json_to_recordset($2::json) \
+        trace_parent, created_at, updated_at FROM json_to_recordset($2::json) \
         AS r(id text, function_id text, event_id text, user_id text, status text, \
         due_at bigint, claims integer, stalled_claims integer, attempts integer, \
         rerun_of text, concurrency_key text, concurrency_key_2 text, throttle_key text, \
-        fair_at bigint, created_at bigint, updated_at bigint)";
+        fair_at bigint, trace_parent text, created_at bigint, updated_at bigint)";
     let events = serde_json::Value::Array(events).to_string();
     let statement = if runs.is_empty() {
         sea_orm::Statement::from_sql_and_values(DbBackend::Postgres, INSERT_EVENTS, [events.into()])
