@@ -152,7 +152,6 @@ async fn a_run_and_its_step_are_traced_as_children_of_the_request_that_sent_its_
         signed_up.text().await
     );
     let cookie = headers
-        .headers()
         .get("set-cookie")
         .and_then(|c| c.to_str().ok())
         .and_then(|c| c.split(';').next())
