@@ -88,7 +88,7 @@ test('the runs page charts the runs sent per minute, and the chart follows new s
   expect(errors).toEqual([]);
 });
 
-test('the functions page charts a function\'s runs of the last hour by outcome and latency, live', async ({ page, context }) => {
+test('the functions page charts a function\'s runs of the last hour (or day) by outcome and latency, live', async ({ page, context }) => {
   const errors = watchConsole(page);
   await signUp(page, newEmail('fncharts'));
   await page.goto('/functions');
@@ -117,6 +117,14 @@ test('the functions page charts a function\'s runs of the last hour by outcome a
   }
   await expect(card.locator('figure.latency[data-kind="delay"] figcaption')).toContainText('Send → start: p50 p95 · latest');
   await card.locator('.charts').screenshot({ path: 'test-results/function-charts.png' });
+
+  // The last day: the same runs, in spans of an hour, without a reload.
+  await page.getByRole('link', { name: 'Last day' }).click();
+  await expect(page).toHaveURL(/\/functions\?range=day$/);
+  await expect(page.getByRole('link', { name: 'Last day' })).toHaveAttribute('aria-current', 'true');
+  await expect(outcomes.locator('.tick')).toHaveText(['2 runs', '0', '−24 h', '−12 h', 'now']);
+  await expect(outcomes.locator('figcaption')).toContainText('Runs sent per hour, by outcome: 2 completed');
+  await card.locator('.charts').screenshot({ path: 'test-results/function-charts-day.png' });
   expect(await page.evaluate(() => (window as any).__noReload)).toBe(true);
   expect(errors).toEqual([]);
 });

@@ -41,14 +41,61 @@ pub struct FunctionView {
     /// For a failure handler: the function whose failures it handles.
     pub handles_failures_of: Option<String>,
     pub counts: Vec<(RunStatus, i64)>,
-    /// The user's runs of it sent in each of the last [`ACTIVITY_SPANS`] spans of
-    /// [`SPAN_MINUTES`], oldest first.
+    /// The user's runs of it sent in each span of the charts' [`ChartRange`], oldest
+    /// first.
     pub activity: Vec<SpanView>,
 }
 
-/// How many spans the functions page's charts show, and how long each is.
-pub const ACTIVITY_SPANS: usize = 12;
-pub const SPAN_MINUTES: i64 = 5;
+/// The time the functions page's charts cover, ending now.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChartRange {
+    /// The last hour, in 12 spans of 5 minutes.
+    #[default]
+    Hour,
+    /// The last day, in 24 spans of an hour.
+    Day,
+}
+
+impl ChartRange {
+    pub const ALL: [ChartRange; 2] = [ChartRange::Hour, ChartRange::Day];
+
+    pub fn spans(self) -> usize {
+        match self {
+            ChartRange::Hour => 12,
+            ChartRange::Day => 24,
+        }
+    }
+
+    pub fn span_minutes(self) -> i64 {
+        match self {
+            ChartRange::Hour => 5,
+            ChartRange::Day => 60,
+        }
+    }
+
+    /// Its name in the page's address (`?range=day`); the hour is the default.
+    pub fn as_query(self) -> &'static str {
+        match self {
+            ChartRange::Hour => "hour",
+            ChartRange::Day => "day",
+        }
+    }
+
+    pub fn from_query(value: Option<&str>) -> Self {
+        match value {
+            Some("day") => ChartRange::Day,
+            _ => ChartRange::Hour,
+        }
+    }
+
+    /// "Last hour", "Last day".
+    pub fn name(self) -> &'static str {
+        match self {
+            ChartRange::Hour => "Last hour",
+            ChartRange::Day => "Last day",
+        }
+    }
+}
 
 /// A function's runs sent within one span, as its charts show them.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,12 +110,12 @@ pub struct SpanView {
     pub delay: Option<(i64, i64)>,
 }
 
-/// The registered functions, with the user's run counts.
+/// The registered functions, with the user's run counts and their runs of `range`.
 #[server(endpoint = "list_functions")]
-pub async fn list_functions() -> Result<Vec<FunctionView>, AppError> {
+pub async fn list_functions(range: ChartRange) -> Result<Vec<FunctionView>, AppError> {
     let user = crate::auth::require_user().await?;
     let state = super::app_state()?;
-    ssr::list_functions(&state, &user.id).await
+    ssr::list_functions(&state, &user.id, range).await
 }
 
 /// Runs one function with `data` (JSON) as its event's payload; returns the run id.
@@ -100,6 +147,7 @@ mod ssr {
     pub async fn list_functions(
         state: &AppState,
         user_id: &str,
+        range: ChartRange,
     ) -> Result<Vec<FunctionView>, AppError> {
         let counts = inspect::counts_by_function(&state.db, user_id).await?;
         let mut activity = inspect::activity(
@@ -107,8 +155,8 @@ mod ssr {
             user_id,
             // The run ids' own clock.
             crate::db::now_ms(),
-            ACTIVITY_SPANS,
-            SPAN_MINUTES * 60_000,
+            range.spans(),
+            range.span_minutes() * 60_000,
         )
         .await?;
         let now = state.engine.now_ms();

@@ -76,14 +76,32 @@ fn axis_top(max: u32) -> u32 {
 /// The plot's frame of the larger charts: left, top, right, bottom.
 const FRAME: (f64, f64, f64, f64) = (48.0, 8.0, 352.0, 72.0);
 
+/// A length of time on an axis: `30 min`, `90 min`, `2 h`, `24 h`.
+fn minutes(m: i64) -> String {
+    if m >= 120 && m % 60 == 0 {
+        format!("{} h", m / 60)
+    } else {
+        format!("{m} min")
+    }
+}
+
+/// What one span of `m` minutes is called in a caption: `5 min`, `hour`.
+fn span_name(m: i64) -> String {
+    if m == 60 {
+        "hour".to_string()
+    } else {
+        minutes(m)
+    }
+}
+
 /// The x axis of a chart of `spans` spans of `span_minutes`, ending now.
 fn time_axis(spans: usize, span_minutes: i64) -> impl IntoView {
     let (left, _, right, bottom) = FRAME;
     let whole = spans as i64 * span_minutes;
     view! {
         <line class="axis" x1=left y1=bottom x2=right y2=bottom />
-        <text class="tick" x=left y=bottom + 14.0 text-anchor="start">{format!("−{whole} min")}</text>
-        <text class="tick" x=(left + right) / 2.0 y=bottom + 14.0 text-anchor="middle">{format!("−{} min", whole / 2)}</text>
+        <text class="tick" x=left y=bottom + 14.0 text-anchor="start">{format!("−{}", minutes(whole))}</text>
+        <text class="tick" x=(left + right) / 2.0 y=bottom + 14.0 text-anchor="middle">{format!("−{}", minutes(whole / 2))}</text>
         <text class="tick" x=right y=bottom + 14.0 text-anchor="end">"now"</text>
     }
 }
@@ -150,7 +168,7 @@ pub fn OutcomeBars(spans: Vec<SpanView>, span_minutes: i64) -> impl IntoView {
                 {bars}
             </svg>
             <figcaption>
-                {format!("Runs sent per {span_minutes} min, by outcome: ")}
+                {format!("Runs sent per {}, by outcome: ", span_name(span_minutes))}
                 <span class="key completed"></span>{format!("{completed} completed ")}
                 <span class="key failed"></span>{format!("{failed} failed ")}
                 <span class="key other"></span>{format!("{other} queued, running or cancelled")}

@@ -3,7 +3,7 @@ use leptos::prelude::*;
 use leptos_router::components::A;
 
 use crate::api::functions::{list_functions, FunctionView, InvokeFunction};
-use crate::api::functions::{SpanView, SPAN_MINUTES};
+use crate::api::functions::{ChartRange, SpanView};
 use crate::components::charts::{LatencyLines, OutcomeBars};
 use crate::components::form_error::{action_error, FormError, LoadError};
 use crate::components::live::use_live_runs;
@@ -17,18 +17,30 @@ use crate::error::AppError;
 #[component]
 pub fn FunctionsPage() -> impl IntoView {
     let live = use_live_runs();
-    // The cards are drawn once (so that an invoke's answer stays on the page); only
-    // their run counts follow the runs that finish.
-    let functions = Resource::new(|| (), |_| list_functions());
-    let latest = Resource::new(move || live.finished.get(), |_| list_functions());
+    let query = leptos_router::hooks::use_query_map();
+    let range = Memo::new(move |_| ChartRange::from_query(query.read().get("range").as_deref()));
+    // The cards are drawn once for a range (so that an invoke's answer stays on the
+    // page); only their run counts and charts follow the runs that finish.
+    let functions = Resource::new(move || range.get(), list_functions);
+    let latest = Resource::new(
+        move || (live.finished.get(), range.get()),
+        |(_, range)| list_functions(range),
+    );
+    let ranges = ChartRange::ALL.map(|r| {
+        view! {
+            <a href=format!("?range={}", r.as_query())
+                aria-current=move || (range.get() == r).then_some("true")>{r.name()}</a>
+        }
+    });
     view! {
         <Nav />
         <section class="card">
             <h1>"Functions"</h1>
+            <nav class="ranges" aria-label="Charts cover">{ranges.collect_view()}</nav>
             <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
                 {move || Suspend::new(async move {
                     match functions.await {
-                        Ok(list) => list.into_iter().map(|f| view! { <FunctionCard function=f latest=latest /> }).collect_view().into_any(),
+                        Ok(list) => list.into_iter().map(|f| view! { <FunctionCard function=f latest=latest range=range.get_untracked() /> }).collect_view().into_any(),
                         Err(err) => view! { <LoadError error=err /> }.into_any(),
                     }
                 })}
@@ -41,6 +53,7 @@ pub fn FunctionsPage() -> impl IntoView {
 fn FunctionCard(
     function: FunctionView,
     latest: Resource<Result<Vec<FunctionView>, AppError>>,
+    range: ChartRange,
 ) -> impl IntoView {
     let invoke = ServerAction::<InvokeFunction>::new();
     let id = function.id.clone();
@@ -136,7 +149,7 @@ fn FunctionCard(
                     </Transition>
                 </dd>
             </dl>
-            <Transition fallback=move || view! { <Charts spans=first_activity.clone() /> }>
+            <Transition fallback=move || view! { <Charts spans=first_activity.clone() range=range /> }>
                 {move || {
                     let id = activity_of.clone();
                     Suspend::new(async move {
@@ -144,7 +157,7 @@ fn FunctionCard(
                             .await
                             .map(|f| f.activity)
                             .unwrap_or_default();
-                        view! { <Charts spans=spans /> }
+                        view! { <Charts spans=spans range=range /> }
                     })
                 }}
             </Transition>
@@ -177,19 +190,21 @@ async fn latest_view(
         .and_then(|list| list.into_iter().find(|f| f.id == id))
 }
 
-/// A function's runs of the last hour: by outcome, and their latencies.
+/// A function's runs of `range`: by outcome, and their latencies.
 #[component]
-fn Charts(spans: Vec<SpanView>) -> impl IntoView {
+fn Charts(spans: Vec<SpanView>, range: ChartRange) -> impl IntoView {
     if spans.is_empty() {
-        return view! { <p class="muted no-activity">"No runs in the last hour."</p> }.into_any();
+        let none = format!("No runs in the {}.", range.name().to_lowercase());
+        return view! { <p class="muted no-activity">{none}</p> }.into_any();
     }
+    let span_minutes = range.span_minutes();
     let durations = spans.iter().map(|s| s.duration).collect::<Vec<_>>();
     let delays = spans.iter().map(|s| s.delay).collect::<Vec<_>>();
     view! {
         <div class="charts">
-            <OutcomeBars spans=spans span_minutes=SPAN_MINUTES />
-            <LatencyLines spans=durations span_minutes=SPAN_MINUTES kind="duration" title="Run duration" />
-            <LatencyLines spans=delays span_minutes=SPAN_MINUTES kind="delay" title="Send → start" />
+            <OutcomeBars spans=spans span_minutes=span_minutes />
+            <LatencyLines spans=durations span_minutes=span_minutes kind="duration" title="Run duration" />
+            <LatencyLines spans=delays span_minutes=span_minutes kind="delay" title="Send → start" />
         </div>
     }
     .into_any()
