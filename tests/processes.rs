@@ -7,6 +7,10 @@
 //! limits (3 in all, 2 per key, over 2 keys): the handlers' own records of when they ran show that no
 //! moment ever had more than 2 of one key or 3 in all executing, in whichever processes.
 //!
+//! Then three fresh worker processes drain runs of a throttled function (4 starts per
+//! 500 ms per key, over 2 keys), all due at once: the runs' start times show that no
+//! window of 500 ms ever held more than 4 starts of one key, whichever processes took them.
+//!
 //! Last, three worker processes with a cron function that ticks every second: each tick
 //! makes exactly one event and one run, however many processes reach it.
 //!
@@ -18,7 +22,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nodebase::engine::entities::run;
-use nodebase::engine::{Engine, EngineConfig, Function, NewEvent};
+use nodebase::engine::{Engine, EngineConfig, Function, NewEvent, Throttle};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, PaginatorTrait,
     QueryFilter, Statement, TransactionTrait,
@@ -122,6 +126,23 @@ fn limited_function(db: DatabaseConnection) -> Function {
     .concurrency_key(LIMIT_PER_KEY, "event.data.k")
 }
 
+const THROTTLED_RUNS: usize = 80;
+const THROTTLE_LIMIT: usize = 4;
+const THROTTLE_PERIOD_MS: i64 = 500;
+
+/// 4 starts per 500 ms per `data.k`; does nothing else.
+fn throttled_function() -> Function {
+    Function::new("throttled", |_| async { Ok(json!(null)) })
+        .trigger("test/throttled")
+        .throttle(
+            Throttle::new(
+                THROTTLE_LIMIT as u32,
+                Duration::from_millis(THROTTLE_PERIOD_MS as u64),
+            )
+            .key("event.data.k"),
+        )
+}
+
 const LIMITED_RUNS: usize = 600;
 const KEYS: usize = 2;
 const LIMIT_ALL: u32 = 3;
@@ -152,6 +173,7 @@ async fn worker(url: String) {
         Engine::builder(db.clone())
             .function(ledger_function(db.clone()))
             .function(limited_function(db))
+            .function(throttled_function())
     };
     let engine = builder.config(config()).build().expect("engine");
     let _workers = engine.start();
@@ -296,25 +318,7 @@ async fn three_processes_keep_concurrency_limits() {
     sender.send_many(&t.db, events).await.unwrap();
     let start = Instant::now();
     let mut workers: Vec<Child> = (0..PROCESSES).map(|_| spawn_worker(&t.url)).collect();
-    loop {
-        let done = run::Entity::find()
-            .filter(run::Column::FunctionId.eq("limited"))
-            .filter(run::Column::Status.eq("completed"))
-            .count(&t.db)
-            .await
-            .unwrap();
-        if done as usize == LIMITED_RUNS {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "only {done} of {LIMITED_RUNS} limited runs completed"
-        );
-        for w in workers.iter_mut() {
-            assert!(w.try_wait().unwrap().is_none(), "a worker process died");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until_completed(&t.db, "limited", LIMITED_RUNS, &mut workers).await;
     let elapsed = start.elapsed();
     for w in workers.iter_mut() {
         w.kill().ok();
@@ -385,7 +389,103 @@ fn main() {
     }
     runtime.block_on(three_processes_drain_ten_thousand_runs());
     runtime.block_on(three_processes_keep_concurrency_limits());
+    runtime.block_on(three_processes_keep_a_throttle());
     runtime.block_on(three_processes_make_one_run_per_cron_tick());
+}
+
+/// Waits (up to 120 s) until `runs` runs of `function` have completed, the workers alive.
+async fn until_completed(
+    db: &DatabaseConnection,
+    function: &str,
+    runs: usize,
+    workers: &mut [Child],
+) {
+    let start = Instant::now();
+    loop {
+        let done = run::Entity::find()
+            .filter(run::Column::FunctionId.eq(function))
+            .filter(run::Column::Status.eq("completed"))
+            .count(db)
+            .await
+            .unwrap();
+        if done as usize == runs {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "only {done} of {runs} {function} runs completed"
+        );
+        for w in workers.iter_mut() {
+            assert!(w.try_wait().unwrap().is_none(), "a worker process died");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn three_processes_keep_a_throttle() {
+    let t = common::test_db().await;
+    // Sent before the workers start: every run is due at once in every process.
+    let sender = Engine::builder(t.db.clone())
+        .function(throttled_function())
+        .build()
+        .unwrap();
+    let events = (0..THROTTLED_RUNS)
+        .map(|i| NewEvent::new("test/throttled", json!({ "k": i % KEYS })))
+        .collect();
+    sender.send_many(&t.db, events).await.unwrap();
+    let start = Instant::now();
+    let mut workers: Vec<Child> = (0..PROCESSES).map(|_| spawn_worker(&t.url)).collect();
+    until_completed(&t.db, "throttled", THROTTLED_RUNS, &mut workers).await;
+    let elapsed = start.elapsed();
+    for w in workers.iter_mut() {
+        w.kill().ok();
+        w.wait().ok();
+    }
+
+    let rows = run::Entity::find()
+        .filter(run::Column::FunctionId.eq("throttled"))
+        .all(&t.db)
+        .await
+        .unwrap();
+    let mut keys: std::collections::BTreeMap<String, Vec<i64>> = Default::default();
+    for r in &rows {
+        let key = r.throttle_key.clone().expect("a throttled run's key");
+        keys.entry(key)
+            .or_default()
+            .push(r.started_at.expect("a completed run started"));
+    }
+    assert_eq!(keys.len(), KEYS, "{:?}", keys.keys());
+    let mut busiest = 0;
+    for (k, mut starts) in keys {
+        assert_eq!(starts.len(), THROTTLED_RUNS / KEYS, "runs of key {k}");
+        starts.sort_unstable();
+        // Any LIMIT + 1 consecutive starts span at least a period.
+        for w in starts.windows(THROTTLE_LIMIT + 1) {
+            assert!(
+                w[THROTTLE_LIMIT] - w[0] >= THROTTLE_PERIOD_MS,
+                "{} starts of key {k} within {} ms (limit {THROTTLE_LIMIT} per {THROTTLE_PERIOD_MS} ms): {w:?}",
+                THROTTLE_LIMIT + 1,
+                w[THROTTLE_LIMIT] - w[0]
+            );
+        }
+        let most = starts
+            .iter()
+            .map(|&s| {
+                starts
+                    .iter()
+                    .filter(|&&o| o >= s && o < s + THROTTLE_PERIOD_MS)
+                    .count()
+            })
+            .max()
+            .unwrap_or(0);
+        busiest = busiest.max(most);
+    }
+    // The throttle was used up, not merely respected by starting one at a time.
+    assert_eq!(busiest, THROTTLE_LIMIT, "the fullest window");
+    println!(
+        "ok: {PROCESSES} worker processes drained {THROTTLED_RUNS} throttled runs in {:.1} s; no {THROTTLE_PERIOD_MS} ms window held more than {THROTTLE_LIMIT} starts of a key",
+        elapsed.as_secs_f64()
+    );
 }
 
 async fn three_processes_make_one_run_per_cron_tick() {
