@@ -57,7 +57,8 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 1)]
     pub processes: usize,
     /// Record metrics (the Prometheus recorder the server installs with
-    /// `NODEBASE_METRICS_ADDR`), to measure what they cost.
+    /// `NODEBASE_METRICS_ADDR`), to measure what they cost: each throughput phase runs
+    /// four times, recording off, on, on, off, and prints the difference.
     #[arg(long)]
     pub metrics: bool,
 }
@@ -167,12 +168,18 @@ pub async fn run(args: BenchArgs) -> Result<(), StartError> {
         ),
     ];
     for (event, label) in phases {
+        if args.metrics {
+            metrics_paired(&engine, &db, &args, &url, event, label).await?;
+            continue;
+        }
         let before = Cost::read(&db, &statements).await?;
         throughput(&engine, &db, &args, &url, event, label).await?;
         let after = Cost::read(&db, &statements).await?;
         println!("  {}", after.since(&before, args.runs));
         clear(&db).await?;
     }
+    // The rest with metrics as asked.
+    crate::engine::metrics::set_enabled(args.metrics);
     waits(&engine, &db, &args, resumed_rx).await?;
     clear(&db).await?;
     latency(&engine, &args, started_rx).await?;
@@ -406,7 +413,7 @@ async fn throughput(
     url: &str,
     event: &str,
     label: &str,
-) -> Result<(), StartError> {
+) -> Result<f64, StartError> {
     let enqueue = Instant::now();
     for chunk_start in (0..args.runs).step_by(1_000) {
         let n = 1_000.min(args.runs - chunk_start);
@@ -440,12 +447,37 @@ async fn throughput(
     }
     workers.shutdown().await;
 
+    let rate = args.runs as f64 / elapsed.as_secs_f64();
     println!(
-        "{label} runs: {} in {:.2} s = {:.0} runs/s   (enqueue: {:.0} events/s)",
+        "{label} runs: {} in {:.2} s = {rate:.0} runs/s   (enqueue: {:.0} events/s)",
         args.runs,
         elapsed.as_secs_f64(),
-        args.runs as f64 / elapsed.as_secs_f64(),
         args.runs as f64 / enqueue.as_secs_f64(),
+    );
+    Ok(rate)
+}
+
+/// A throughput phase four times in this process, metrics off, on, on, off (a drift
+/// between the runs falls on both sides alike), and what recording cost it.
+async fn metrics_paired(
+    engine: &Engine,
+    db: &DatabaseConnection,
+    args: &BenchArgs,
+    url: &str,
+    event: &str,
+    label: &str,
+) -> Result<(), StartError> {
+    let (mut off, mut on) = (0.0, 0.0);
+    for record in [false, true, true, false] {
+        crate::engine::metrics::set_enabled(record);
+        let shown = format!("{label} [metrics {}]", if record { "on" } else { "off" });
+        let rate = throughput(engine, db, args, url, event, &shown).await?;
+        clear(db).await?;
+        *(if record { &mut on } else { &mut off }) += rate / 2.0;
+    }
+    println!(
+        "{label}: {on:.0} runs/s with metrics, {off:.0} without = {:+.1}%",
+        (on / off - 1.0) * 100.0
     );
     Ok(())
 }

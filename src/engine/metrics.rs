@@ -34,7 +34,12 @@ static ENABLED: AtomicBool = AtomicBool::new(false);
 
 /// Starts recording (call it once a recorder is installed).
 pub fn enable() {
-    ENABLED.store(true, Ordering::Relaxed);
+    set_enabled(true);
+}
+
+/// Starts or stops recording (the bench compares the two in one process).
+pub fn set_enabled(on: bool) {
+    ENABLED.store(on, Ordering::Relaxed);
 }
 
 fn enabled() -> bool {
