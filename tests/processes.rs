@@ -233,24 +233,14 @@ async fn three_processes_drain_ten_thousand_runs() {
         sender.send_many(&txn, events).await.unwrap();
         txn.commit().await.unwrap();
     }
-    loop {
-        let done = run::Entity::find()
-            .filter(run::Column::Status.eq("completed"))
-            .count(&t.db)
-            .await
-            .unwrap();
-        if done as usize == RUNS {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(180),
-            "only {done} of {RUNS} runs completed"
-        );
-        for w in workers.iter_mut() {
-            assert!(w.try_wait().unwrap().is_none(), "a worker process died");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until_completed(
+        &t.db,
+        "ledger",
+        RUNS,
+        Duration::from_secs(180),
+        &mut workers,
+    )
+    .await;
     let elapsed = start.elapsed();
     for w in workers.iter_mut() {
         w.kill().ok();
@@ -318,7 +308,14 @@ async fn three_processes_keep_concurrency_limits() {
     sender.send_many(&t.db, events).await.unwrap();
     let start = Instant::now();
     let mut workers: Vec<Child> = (0..PROCESSES).map(|_| spawn_worker(&t.url)).collect();
-    until_completed(&t.db, "limited", LIMITED_RUNS, &mut workers).await;
+    until_completed(
+        &t.db,
+        "limited",
+        LIMITED_RUNS,
+        Duration::from_secs(120),
+        &mut workers,
+    )
+    .await;
     let elapsed = start.elapsed();
     for w in workers.iter_mut() {
         w.kill().ok();
@@ -393,11 +390,13 @@ fn main() {
     runtime.block_on(three_processes_make_one_run_per_cron_tick());
 }
 
-/// Waits (up to 120 s) until `runs` runs of `function` have completed, the workers alive.
+/// Waits (up to `limit`) until `runs` runs of `function` have completed, the workers
+/// alive.
 async fn until_completed(
     db: &DatabaseConnection,
     function: &str,
     runs: usize,
+    limit: Duration,
     workers: &mut [Child],
 ) {
     let start = Instant::now();
@@ -412,7 +411,7 @@ async fn until_completed(
             return;
         }
         assert!(
-            start.elapsed() < Duration::from_secs(120),
+            start.elapsed() < limit,
             "only {done} of {runs} {function} runs completed"
         );
         for w in workers.iter_mut() {
@@ -435,7 +434,14 @@ async fn three_processes_keep_a_throttle() {
     sender.send_many(&t.db, events).await.unwrap();
     let start = Instant::now();
     let mut workers: Vec<Child> = (0..PROCESSES).map(|_| spawn_worker(&t.url)).collect();
-    until_completed(&t.db, "throttled", THROTTLED_RUNS, &mut workers).await;
+    until_completed(
+        &t.db,
+        "throttled",
+        THROTTLED_RUNS,
+        Duration::from_secs(120),
+        &mut workers,
+    )
+    .await;
     let elapsed = start.elapsed();
     for w in workers.iter_mut() {
         w.kill().ok();
