@@ -297,30 +297,13 @@ async fn three_processes_keep_concurrency_limits() {
     )
     .await
     .unwrap();
-    // Sent before the workers start, so that all of them find a full queue.
-    let sender = Engine::builder(t.db.clone())
-        .function(limited_function(t.db.clone()))
-        .build()
-        .unwrap();
-    let events = (0..LIMITED_RUNS)
-        .map(|i| NewEvent::new("test/limited", json!({ "k": i % KEYS })))
-        .collect();
-    sender.send_many(&t.db, events).await.unwrap();
-    let start = Instant::now();
-    let mut workers: Vec<Child> = (0..PROCESSES).map(|_| spawn_worker(&t.url)).collect();
-    until_completed(
-        &t.db,
-        "limited",
+    let elapsed = drain_queued(
+        &t,
+        limited_function(t.db.clone()),
+        "test/limited",
         LIMITED_RUNS,
-        Duration::from_secs(120),
-        &mut workers,
     )
     .await;
-    let elapsed = start.elapsed();
-    for w in workers.iter_mut() {
-        w.kill().ok();
-        w.wait().ok();
-    }
 
     let rows =
         t.db.query_all_raw(Statement::from_string(
@@ -390,6 +373,37 @@ fn main() {
     runtime.block_on(three_processes_make_one_run_per_cron_tick());
 }
 
+/// Queues `runs` events `name` for `function` (`data.k` cycling over [`KEYS`]) before any
+/// worker starts, so that all of them find a full queue; then three worker processes
+/// drain them. Returns how long they took.
+async fn drain_queued(t: &common::TestDb, function: Function, name: &str, runs: usize) -> Duration {
+    let function_id = function.id().to_string();
+    let sender = Engine::builder(t.db.clone())
+        .function(function)
+        .build()
+        .unwrap();
+    let events = (0..runs)
+        .map(|i| NewEvent::new(name, json!({ "k": i % KEYS })))
+        .collect();
+    sender.send_many(&t.db, events).await.unwrap();
+    let start = Instant::now();
+    let mut workers: Vec<Child> = (0..PROCESSES).map(|_| spawn_worker(&t.url)).collect();
+    until_completed(
+        &t.db,
+        &function_id,
+        runs,
+        Duration::from_secs(120),
+        &mut workers,
+    )
+    .await;
+    let elapsed = start.elapsed();
+    for w in workers.iter_mut() {
+        w.kill().ok();
+        w.wait().ok();
+    }
+    elapsed
+}
+
 /// Waits (up to `limit`) until `runs` runs of `function` have completed, the workers
 /// alive.
 async fn until_completed(
@@ -423,30 +437,7 @@ async fn until_completed(
 
 async fn three_processes_keep_a_throttle() {
     let t = common::test_db().await;
-    // Sent before the workers start: every run is due at once in every process.
-    let sender = Engine::builder(t.db.clone())
-        .function(throttled_function())
-        .build()
-        .unwrap();
-    let events = (0..THROTTLED_RUNS)
-        .map(|i| NewEvent::new("test/throttled", json!({ "k": i % KEYS })))
-        .collect();
-    sender.send_many(&t.db, events).await.unwrap();
-    let start = Instant::now();
-    let mut workers: Vec<Child> = (0..PROCESSES).map(|_| spawn_worker(&t.url)).collect();
-    until_completed(
-        &t.db,
-        "throttled",
-        THROTTLED_RUNS,
-        Duration::from_secs(120),
-        &mut workers,
-    )
-    .await;
-    let elapsed = start.elapsed();
-    for w in workers.iter_mut() {
-        w.kill().ok();
-        w.wait().ok();
-    }
+    let elapsed = drain_queued(&t, throttled_function(), "test/throttled", THROTTLED_RUNS).await;
 
     let rows = run::Entity::find()
         .filter(run::Column::FunctionId.eq("throttled"))
