@@ -672,11 +672,20 @@ async fn suite(schedules: usize, seed: u64) {
             dir: dir.path(),
             pg_cluster: pg_cluster.as_deref(),
         };
+        let before = tally.0.clone();
         let violations = schedule(&rig, &mut workers, &mut rng, &mut tally).await;
         if !violations.is_empty() {
+            let injected: Vec<String> = tally
+                .0
+                .iter()
+                .map(|(k, n)| (k, n - before.get(k).unwrap_or(&0)))
+                .filter(|(_, n)| *n > 0)
+                .map(|(k, n)| format!("{k} {n}"))
+                .collect();
             println!(
-                "schedule {n} (seed {seed}): {} violations",
-                violations.len()
+                "schedule {n} (seed {seed}): {} violations, after faults: {}",
+                violations.len(),
+                injected.join(", ")
             );
             for v in &violations {
                 println!("  {v}");
