@@ -110,8 +110,25 @@ async fn a_run_rescued_from_its_own_live_process_is_never_run_by_two_tasks() {
 
     // The lease lapses while the process lives; its own rescuer re-queues the run and
     // its own dispatcher claims it again.
-    clock.advance(2_000);
-    wait_for(&mut updates, run_id, RunStatus::Queued).await;
+    // A heartbeat that comes between the jump and the rescuer's next look renews the
+    // lease from the new time (a loaded machine reaches the jump after the first
+    // heartbeat): jump again until the rescuer has seen it lapsed.
+    let mut jumps = 0;
+    loop {
+        clock.advance(2_000);
+        jumps += 1;
+        let queued = wait_for(&mut updates, run_id, RunStatus::Queued);
+        if tokio::time::timeout(Duration::from_millis(1_500), queued)
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        assert!(
+            jumps < 10,
+            "the lapsed lease was not rescued after {jumps} jumps"
+        );
+    }
     engine.wake();
     until_run(&t.db, run_id, "claimed a second time", |r| r.claims == 2).await;
     // A second task of the run, were one let loose, would now run "work" and stop at
