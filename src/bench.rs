@@ -61,6 +61,16 @@ pub struct BenchArgs {
     /// four times, recording off, on, on, off, and prints the difference.
     #[arg(long)]
     pub metrics: bool,
+    /// Measure only these parts (repeatable): one-step, three-step, keyed, throttled,
+    /// waits, latency. Default: all of them.
+    #[arg(long, value_name = "PART")]
+    pub only: Vec<String>,
+}
+
+impl BenchArgs {
+    fn measures(&self, part: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|p| p == part)
+    }
 }
 
 /// Settings of a `bench-worker` child process.
@@ -156,17 +166,26 @@ pub async fn run(args: BenchArgs) -> Result<(), StartError> {
     )?;
 
     let phases = [
-        ("bench/one", "one-step"),
-        ("bench/three", "three-step"),
+        ("one-step", "bench/one", "one-step"),
+        ("three-step", "bench/three", "three-step"),
         (
+            "keyed",
             "bench/keyed",
             "keyed one-step (1,000 keys, 1 at once per key)",
         ),
         (
+            "throttled",
             "bench/throttled",
             "throttled one-step (1,000 keys, 100 starts per 1s per key)",
         ),
     ];
+    for part in &args.only {
+        let known = ["waits", "latency"].contains(&part.as_str())
+            || phases.iter().any(|(name, _, _)| name == part);
+        if !known {
+            return Err(format!("--only {part}: no such part of the benchmark").into());
+        }
+    }
     if args.metrics {
         // A process's first phase is its slowest (connections, caches): not counted.
         crate::engine::metrics::set_enabled(false);
@@ -181,7 +200,10 @@ pub async fn run(args: BenchArgs) -> Result<(), StartError> {
         .await?;
         clear(&db).await?;
     }
-    for (event, label) in phases {
+    for (_, event, label) in phases
+        .into_iter()
+        .filter(|(part, _, _)| args.measures(part))
+    {
         if args.metrics {
             metrics_paired(&engine, &db, &args, &url, event, label).await?;
             continue;
@@ -194,10 +216,14 @@ pub async fn run(args: BenchArgs) -> Result<(), StartError> {
     }
     // The rest with metrics as asked.
     crate::engine::metrics::set_enabled(args.metrics);
-    waits(&engine, &db, &args, resumed_rx).await?;
-    clear(&db).await?;
-    latency(&engine, &args, started_rx).await?;
-    end_to_end(&engine, &args).await?;
+    if args.measures("waits") {
+        waits(&engine, &db, &args, resumed_rx).await?;
+        clear(&db).await?;
+    }
+    if args.measures("latency") {
+        latency(&engine, &args, started_rx).await?;
+        end_to_end(&engine, &args).await?;
+    }
     println!("peak RSS: {:.1} MB", peak_rss_kb()? as f64 / 1024.0);
 
     drop(db);

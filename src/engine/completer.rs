@@ -4,7 +4,7 @@
 //! up in one transaction, then tells each run whether it still owned itself (a run that
 //! was cancelled, or whose lease lapsed, must stop) and publishes the moves.
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,16 +20,41 @@ use super::store;
 /// The handle executing runs use to reach the completer.
 #[derive(Clone)]
 pub(crate) struct Completer {
-    /// One queue per lane; a run's writes always go down the same lane, so they commit
-    /// in the order they were made.
+    /// One queue per lane; an invocation's writes all go down the same lane, so they
+    /// commit in the order they were made.
     lanes: Arc<[mpsc::UnboundedSender<Write>]>,
+    /// Writes queued or being committed, per lane.
+    queued: Arc<[AtomicUsize]>,
+    /// The lane of every write made through this handle: an invocation's handle
+    /// ([`Completer::pinned`]) has one; the pool's hashes the run id.
+    pin: Option<usize>,
 }
 
 impl Completer {
     fn lane(&self, run_id: &str) -> &mpsc::UnboundedSender<Write> {
-        let mut hasher = std::hash::DefaultHasher::new();
-        run_id.hash(&mut hasher);
-        &self.lanes[hasher.finish() as usize % self.lanes.len()]
+        let lane = self.pin.unwrap_or_else(|| {
+            let mut hasher = std::hash::DefaultHasher::new();
+            run_id.hash(&mut hasher);
+            hasher.finish() as usize % self.lanes.len()
+        });
+        self.queued[lane].fetch_add(1, Ordering::Relaxed);
+        &self.lanes[lane]
+    }
+
+    /// A handle for one invocation of a run: all its writes go down the lane with the
+    /// fewest writes queued now. A lane that falls behind then gets fewer new runs; with
+    /// a lane per run id, it kept its share of new runs and held them longest, so most
+    /// runs in flight ended up queued in it, behind 64 writes per commit, while the
+    /// other lanes committed a few writes at a time (three-step runs on PostgreSQL:
+    /// 2,000 runs/s before, 3,700 after).
+    pub(crate) fn pinned(&self) -> Completer {
+        let lane = (0..self.queued.len())
+            .min_by_key(|&i| self.queued[i].load(Ordering::Relaxed))
+            .unwrap_or(0);
+        Completer {
+            pin: Some(lane),
+            ..self.clone()
+        }
     }
 
     /// Queues a write without waiting for it.
@@ -67,10 +92,11 @@ fn lanes(rt: &Runtime) -> usize {
 pub(crate) fn start(rt: Arc<Runtime>) -> (Completer, JoinHandle<()>) {
     let mut senders = Vec::new();
     let mut tasks = Vec::new();
-    for _ in 0..lanes(&rt) {
+    let queued: Arc<[AtomicUsize]> = (0..lanes(&rt)).map(|_| AtomicUsize::new(0)).collect();
+    for i in 0..queued.len() {
         let (tx, rx) = mpsc::unbounded_channel::<Write>();
         senders.push(tx);
-        tasks.push(tokio::spawn(lane(rt.clone(), rx)));
+        tasks.push(tokio::spawn(lane(rt.clone(), rx, queued.clone(), i)));
     }
     let task = tokio::spawn(async move {
         for task in tasks {
@@ -80,13 +106,20 @@ pub(crate) fn start(rt: Arc<Runtime>) -> (Completer, JoinHandle<()>) {
     (
         Completer {
             lanes: senders.into(),
+            queued,
+            pin: None,
         },
         task,
     )
 }
 
 /// One lane: commits whatever has piled up, one transaction at a time.
-async fn lane(rt: Arc<Runtime>, mut rx: mpsc::UnboundedReceiver<Write>) {
+async fn lane(
+    rt: Arc<Runtime>,
+    mut rx: mpsc::UnboundedReceiver<Write>,
+    queued: Arc<[AtomicUsize]>,
+    me: usize,
+) {
     let mut batch = Vec::with_capacity(rt.config.batch);
     while let Some(first) = rx.recv().await {
         batch.push(first);
@@ -96,7 +129,9 @@ async fn lane(rt: Arc<Runtime>, mut rx: mpsc::UnboundedReceiver<Write>) {
                 Err(_) => break,
             }
         }
+        let n = batch.len();
         flush(&rt, std::mem::take(&mut batch)).await;
+        queued[me].fetch_sub(n, Ordering::Relaxed);
     }
 }
 

@@ -235,7 +235,7 @@ async fn spawn(
         let flight = rt.in_flight.enter(&run.id, run.claims);
         let rt = rt.clone();
         let registry = registry.clone();
-        let completer = completer.clone();
+        let completer = completer.pinned();
         // Everything logged while the run executes says which run it was.
         let span = tracing::info_span!(
             "run",

@@ -267,7 +267,10 @@ fn plain(rt: &Runtime, write: &Write) -> bool {
 /// the statement's text never changes and is prepared once per connection. The runs
 /// are found by primary key from the array of their ids (as the claim does): joined on
 /// the JSON rows alone, the generic plan scanned every running run of this worker,
-/// and the dead index entries of those that had finished.
+/// and the dead index entries of those that had finished. For the same reason the
+/// statement does not say `status = 'running'`: `locked_by = me` already means it
+/// (CHECK `run_check`), and with it the planner, which believes few runs are running,
+/// chose `idx_run_lease` and read every running run's entry for each commit.
 async fn commit_in_one_statement(rt: &Runtime, writes: &[&Write]) -> Result<Owned, DbErr> {
     use serde_json::json;
 
@@ -355,8 +358,7 @@ async fn commit_in_one_statement(rt: &Runtime, writes: &[&Write]) -> Result<Owne
             lease_until = CASE WHEN w.status IS NULL THEN $3 END, \
             stalled_claims = 0, updated_at = $4 \
             FROM w WHERE run.id = ANY(ARRAY(SELECT id FROM w)) \
-            AND run.id = w.id AND run.claims = w.claims \
-            AND run.status = 'running' AND run.locked_by = $5 \
+            AND run.id = w.id AND run.claims = w.claims AND run.locked_by = $5 \
             RETURNING run.id, run.claims), \
         steps AS (INSERT INTO step (run_id, step_id, name, kind, status, position, attempts, \
             output, error, errors, started_at, ended_at, wake_at) \
