@@ -1122,3 +1122,57 @@ async fn a_sent_run_is_announced_queued_once_its_send_has_committed_in_every_pro
         workers.shutdown().await;
     }
 }
+
+/// A column added to `run` while the engine is up (a newer version's migration during a
+/// rolling deploy) must not stop its claims: a claim that reads `*` was prepared with
+/// the old columns, and its next run failed — on SQLite the driver's worker panicked on
+/// the extra column and the claim never answered.
+#[tokio::test]
+async fn runs_are_still_claimed_after_another_connection_adds_a_column_to_run() {
+    let t = test_db().await;
+    let db = if t.url.starts_with("sqlite") {
+        // One connection, so that every claim runs on the one that prepared the first.
+        let mut opts = sea_orm::ConnectOptions::new(t.url.clone());
+        opts.max_connections(1).min_connections(1);
+        sea_orm::Database::connect(opts).await.unwrap()
+    } else {
+        // Claims go through the engine's lease pool: enough runs before and after the
+        // change pass through each of its connections.
+        t.db.clone()
+    };
+    let engine = Engine::builder(db.clone())
+        .function(Function::new("plain", |_| async { Ok(json!("done")) }).trigger("test/plain"))
+        .config(fast())
+        .build()
+        .unwrap();
+    let mut updates = common::Updates::new(engine.subscribe());
+    let workers = engine.start();
+    one_by_one(&engine, &db, &mut updates, 8).await;
+
+    // Another connection, as another process's migration would.
+    let other = nodebase::db::connect(&t.url).await.unwrap();
+    other
+        .execute_unprepared("ALTER TABLE run ADD COLUMN added_later TEXT")
+        .await
+        .unwrap();
+    drop(other);
+
+    one_by_one(&engine, &db, &mut updates, 8).await;
+    workers.shutdown().await;
+}
+
+/// Sends `n` events to `test/plain`, each once the run of the one before has completed.
+async fn one_by_one(
+    engine: &Engine,
+    db: &DatabaseConnection,
+    updates: &mut common::Updates,
+    n: usize,
+) {
+    for _ in 0..n {
+        let sent = engine
+            .send(db, NewEvent::new("test/plain", json!({})))
+            .await
+            .unwrap();
+        wait_for(updates, &sent.run_ids[0], RunStatus::Completed).await;
+    }
+}

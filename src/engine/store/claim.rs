@@ -2,8 +2,8 @@
 use std::collections::HashMap;
 
 use sea_orm::sea_query::{
-    Alias, Asterisk, CommonTableExpression, Condition, Expr, ExprTrait, Func, LockBehavior,
-    LockType, Order, Query, UpdateStatement, WithClause,
+    Alias, CommonTableExpression, Condition, Expr, ExprTrait, Func, LockBehavior, LockType, Order,
+    Query, UpdateStatement, WithClause,
 };
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbErr, EntityTrait, FromQueryResult, IdenStatic, Iterable,
@@ -66,7 +66,7 @@ pub(crate) async fn claim(
     let claimed = Alias::new("claimed");
     let mut select = Query::select();
     select
-        .column((claimed.clone(), Asterisk))
+        .columns(run::Column::iter().map(|c| (claimed.clone(), c)))
         .from(claimed.clone())
         .left_join(
             event::Entity,
@@ -120,7 +120,10 @@ fn claim_update(rt: &Runtime, now: i64) -> UpdateStatement {
         )
         .value(run::Column::UpdatedAt, now)
         .and_where(due_states())
-        .returning_all();
+        // By name, never `*`: a statement prepared before another process added a
+        // column (a newer version's migration) fails on its next run (SQLite's driver
+        // even panics), and a claim must outlive a rolling deploy.
+        .returning(Query::returning().columns(run::Column::iter()));
     claim
 }
 
