@@ -231,3 +231,47 @@ async fn a_purge_of_full_budgets_at_any_moment_refuses_no_attempt() {
         .unwrap_or_else(|e| panic!("sign-up {i} was refused: {e:?}"));
     }
 }
+
+/// A PostgreSQL server on this machine is reached in the clear unless the URL names a
+/// TLS mode, and a named mode is obeyed (checked from the server's side).
+#[tokio::test]
+async fn a_server_on_this_machine_is_reached_without_tls_unless_the_url_names_a_mode() {
+    let t = test_db().await;
+    if t.db.get_database_backend() != sea_orm::DbBackend::Postgres {
+        println!("PostgreSQL only: SQLite has no connection to encrypt");
+        return;
+    }
+    async fn encrypted(db: &DatabaseConnection) -> bool {
+        let row = db
+            .query_one_raw(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Postgres,
+                "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        row.try_get_by_index(0).unwrap()
+    }
+    assert!(nodebase::db::tls_is_pointless(&t.url), "{}", t.url);
+    assert!(!encrypted(&t.db).await, "a loopback connection used TLS");
+
+    let server =
+        t.db.query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SHOW ssl",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get_by_index::<String>(0)
+        .unwrap();
+    let sep = if t.url.contains('?') { '&' } else { '?' };
+    let asked = nodebase::db::connect(&format!("{}{sep}sslmode=prefer", t.url))
+        .await
+        .unwrap();
+    assert_eq!(
+        encrypted(&asked).await,
+        server == "on",
+        "sslmode=prefer against a server with ssl = {server}"
+    );
+}
