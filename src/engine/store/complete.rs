@@ -272,8 +272,6 @@ fn plain(rt: &Runtime, write: &Write) -> bool {
 /// (CHECK `run_check`), and with it the planner, which believes few runs are running,
 /// chose `idx_run_lease` and read every running run's entry for each commit.
 async fn commit_in_one_statement(rt: &Runtime, writes: &[&Write]) -> Result<Owned, DbErr> {
-    use serde_json::json;
-
     let now = rt.clock.now_ms();
     // One row per run and claim: the last move among its writes, if any.
     let mut runs: HashMap<(&str, i32), Option<&Transition>> = HashMap::new();
@@ -293,56 +291,61 @@ async fn commit_in_one_statement(rt: &Runtime, writes: &[&Write]) -> Result<Owne
             );
         }
     }
-    let runs: Vec<serde_json::Value> = runs
-        .into_iter()
-        .map(|((id, claim), transition)| {
-            let mut row = json!({ "id": id, "claims": claim });
-            if let Some(t) = transition {
-                row["status"] = json!(t.status().as_str());
-                match t {
-                    Transition::Queued {
-                        due_at,
-                        attempts,
-                        error,
-                    } => {
-                        row["due_at"] = json!(due_at);
-                        row["attempts"] = json!(attempts);
-                        if let Some(e) = error {
-                            row["set_error"] = json!(true);
-                            row["error"] = json!(e);
-                        }
-                    }
-                    Transition::Sleeping { due_at } => row["due_at"] = json!(due_at),
-                    Transition::Completed { output } => {
-                        row["set_output"] = json!(true);
-                        row["output"] = json!(output);
-                        // An earlier attempt's error no longer describes the run.
-                        row["set_error"] = json!(true);
-                        row["ended"] = json!(true);
-                    }
-                    Transition::Failed { error, attempts } => {
-                        row["set_error"] = json!(true);
-                        row["error"] = json!(error);
-                        row["attempts"] = json!(attempts);
-                        row["ended"] = json!(true);
+    let runs = super::send::to_json(runs.into_iter().map(|((id, claims), transition)| {
+        let mut row = MoveRow {
+            id,
+            claims,
+            ..MoveRow::default()
+        };
+        if let Some(t) = transition {
+            row.status = Some(t.status().as_str());
+            match t {
+                Transition::Queued {
+                    due_at,
+                    attempts,
+                    error,
+                } => {
+                    row.due_at = Some(*due_at);
+                    row.attempts = *attempts;
+                    if let Some(e) = error {
+                        row.set_error = true;
+                        row.error = Some(e);
                     }
                 }
+                Transition::Sleeping { due_at } => row.due_at = Some(*due_at),
+                Transition::Completed { output } => {
+                    row.set_output = true;
+                    row.output = Some(output);
+                    // An earlier attempt's error no longer describes the run.
+                    row.set_error = true;
+                    row.ended = true;
+                }
+                Transition::Failed { error, attempts } => {
+                    row.set_error = true;
+                    row.error = Some(error);
+                    row.attempts = *attempts;
+                    row.ended = true;
+                }
             }
-            row
-        })
-        .collect();
-    let steps: Vec<serde_json::Value> = steps
-        .into_values()
-        .map(|(s, claim)| {
-            json!({
-                "run_id": s.run_id, "claims": claim, "step_id": s.step_id, "name": s.name,
-                "kind": s.kind.as_str(), "status": s.status.as_str(), "position": s.position,
-                "attempts": s.attempts, "output": s.output, "error": s.error,
-                "errors": s.errors, "started_at": s.started_at, "ended_at": s.ended_at,
-                "wake_at": s.wake_at,
-            })
-        })
-        .collect();
+        }
+        row
+    }))?;
+    let steps = super::send::to_json(steps.into_values().map(|(s, claims)| StepRow {
+        run_id: &s.run_id,
+        claims,
+        step_id: &s.step_id,
+        name: &s.name,
+        kind: s.kind.as_str(),
+        status: s.status.as_str(),
+        position: s.position,
+        attempts: s.attempts,
+        output: s.output.as_deref(),
+        error: s.error.as_deref(),
+        errors: &s.errors,
+        started_at: s.started_at,
+        ended_at: s.ended_at,
+        wake_at: s.wake_at,
+    }))?;
     const COMMIT: &str = "WITH w AS (SELECT * FROM json_to_recordset($1::json) AS w(\
             id text, claims integer, status text, due_at bigint, attempts integer, \
             set_output boolean, output text, set_error boolean, error text, ended boolean)), \
@@ -377,8 +380,8 @@ async fn commit_in_one_statement(rt: &Runtime, writes: &[&Write]) -> Result<Owne
         sea_orm::DbBackend::Postgres,
         COMMIT,
         [
-            serde_json::Value::Array(runs).to_string().into(),
-            serde_json::Value::Array(steps).to_string().into(),
+            runs.into(),
+            steps.into(),
             rt.lease_from(now).into(),
             now.into(),
             rt.worker_id.as_str().into(),
@@ -390,4 +393,38 @@ async fn commit_in_one_statement(rt: &Runtime, writes: &[&Write]) -> Result<Owne
             .map(|row| Ok((row.try_get("", "id")?, row.try_get("", "claims")?)))
             .collect::<Result<_, DbErr>>()?,
     ))
+}
+
+/// A run's row in the one-statement commit: its claim and, if it moves, where to.
+#[derive(Default, serde::Serialize)]
+struct MoveRow<'a> {
+    id: &'a str,
+    claims: i32,
+    status: Option<&'static str>,
+    due_at: Option<i64>,
+    attempts: Option<i32>,
+    set_output: bool,
+    output: Option<&'a str>,
+    set_error: bool,
+    error: Option<&'a str>,
+    ended: bool,
+}
+
+/// A step record's row in the one-statement commit, with the claim it was made under.
+#[derive(serde::Serialize)]
+struct StepRow<'a> {
+    run_id: &'a str,
+    claims: i32,
+    step_id: &'a str,
+    name: &'a str,
+    kind: &'static str,
+    status: &'static str,
+    position: i32,
+    attempts: i32,
+    output: Option<&'a str>,
+    error: Option<&'a str>,
+    errors: &'a str,
+    started_at: i64,
+    ended_at: Option<i64>,
+    wake_at: Option<i64>,
 }

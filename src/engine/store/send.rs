@@ -334,21 +334,9 @@ async fn send_in_one_statement<C: ConnectionTrait>(
     let mut runs = Vec::new();
     let mut receipts = Vec::with_capacity(rows.len());
     for r in rows {
-        let e = r.event.try_into_model()?;
-        events.push(serde_json::json!({
-            "id": e.id, "name": e.name, "data": e.data, "user_id": e.user_id, "ts": e.ts,
-        }));
+        events.push(r.event.try_into_model()?);
         for run in r.runs {
-            let m = run.try_into_model()?;
-            runs.push(serde_json::json!({
-                "id": m.id, "function_id": m.function_id, "event_id": m.event_id,
-                "user_id": m.user_id, "status": m.status.as_str(), "due_at": m.due_at,
-                "claims": m.claims, "stalled_claims": m.stalled_claims,
-                "attempts": m.attempts, "rerun_of": m.rerun_of,
-                "concurrency_key": m.concurrency_key, "concurrency_key_2": m.concurrency_key_2,
-                "throttle_key": m.throttle_key, "fair_at": m.fair_at, "trace_parent": m.trace_parent,
-                "created_at": m.created_at, "updated_at": m.updated_at,
-            }));
+            runs.push(run.try_into_model()?);
         }
         receipts.push(r.receipt);
     }
@@ -368,11 +356,11 @@ async fn send_in_one_statement<C: ConnectionTrait>(
         due_at bigint, claims integer, stalled_claims integer, attempts integer, \
         rerun_of text, concurrency_key text, concurrency_key_2 text, throttle_key text, \
         fair_at bigint, trace_parent text, created_at bigint, updated_at bigint)";
-    let events = serde_json::Value::Array(events).to_string();
+    let events = to_json(events.iter().map(EventRow::of))?;
     let statement = if runs.is_empty() {
         sea_orm::Statement::from_sql_and_values(DbBackend::Postgres, INSERT_EVENTS, [events.into()])
     } else {
-        let runs = serde_json::Value::Array(runs).to_string();
+        let runs = to_json(runs.iter().map(RunRow::of))?;
         sea_orm::Statement::from_sql_and_values(
             DbBackend::Postgres,
             format!(
@@ -384,6 +372,80 @@ async fn send_in_one_statement<C: ConnectionTrait>(
     };
     conn.execute_raw(statement).await?;
     Ok(receipts)
+}
+
+/// An event as `send_in_one_statement`'s JSON carries it: serialized straight from the
+/// model, with no map built per row.
+#[derive(serde::Serialize)]
+struct EventRow<'a> {
+    id: &'a str,
+    name: &'a str,
+    data: &'a str,
+    user_id: Option<&'a str>,
+    ts: i64,
+}
+
+impl<'a> EventRow<'a> {
+    fn of(e: &'a event::Model) -> Self {
+        EventRow {
+            id: &e.id,
+            name: &e.name,
+            data: &e.data,
+            user_id: e.user_id.as_deref(),
+            ts: e.ts,
+        }
+    }
+}
+
+/// A new run as `send_in_one_statement`'s JSON carries it.
+#[derive(serde::Serialize)]
+struct RunRow<'a> {
+    id: &'a str,
+    function_id: &'a str,
+    event_id: &'a str,
+    user_id: Option<&'a str>,
+    status: &'static str,
+    due_at: i64,
+    claims: i32,
+    stalled_claims: i32,
+    attempts: i32,
+    rerun_of: Option<&'a str>,
+    concurrency_key: Option<&'a str>,
+    concurrency_key_2: Option<&'a str>,
+    throttle_key: Option<&'a str>,
+    fair_at: i64,
+    trace_parent: Option<&'a str>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl<'a> RunRow<'a> {
+    fn of(m: &'a run::Model) -> Self {
+        RunRow {
+            id: &m.id,
+            function_id: &m.function_id,
+            event_id: &m.event_id,
+            user_id: m.user_id.as_deref(),
+            status: m.status.as_str(),
+            due_at: m.due_at,
+            claims: m.claims,
+            stalled_claims: m.stalled_claims,
+            attempts: m.attempts,
+            rerun_of: m.rerun_of.as_deref(),
+            concurrency_key: m.concurrency_key.as_deref(),
+            concurrency_key_2: m.concurrency_key_2.as_deref(),
+            throttle_key: m.throttle_key.as_deref(),
+            fair_at: m.fair_at,
+            trace_parent: m.trace_parent.as_deref(),
+            created_at: m.created_at,
+            updated_at: m.updated_at,
+        }
+    }
+}
+
+/// A JSON array of `rows`, for `json_to_recordset`.
+pub(crate) fn to_json<T: serde::Serialize>(rows: impl Iterator<Item = T>) -> Result<String, DbErr> {
+    serde_json::to_string(&rows.collect::<Vec<T>>()).map_err(|e| DbErr::Json(e.to_string()))
 }
 
 fn is_debounced(run: &run::ActiveModel) -> bool {
