@@ -62,7 +62,7 @@ pub struct BenchArgs {
     #[arg(long)]
     pub metrics: bool,
     /// Measure only these parts (repeatable): one-step, three-step, keyed, throttled,
-    /// waits, latency. Default: all of them.
+    /// ingest, waits, latency. Default: all of them.
     #[arg(long, value_name = "PART")]
     pub only: Vec<String>,
 }
@@ -180,7 +180,7 @@ pub async fn run(args: BenchArgs) -> Result<(), StartError> {
         ),
     ];
     for part in &args.only {
-        let known = ["waits", "latency"].contains(&part.as_str())
+        let known = ["ingest", "waits", "latency"].contains(&part.as_str())
             || phases.iter().any(|(name, _, _)| name == part);
         if !known {
             return Err(format!("--only {part}: no such part of the benchmark").into());
@@ -216,6 +216,10 @@ pub async fn run(args: BenchArgs) -> Result<(), StartError> {
     }
     // The rest with metrics as asked.
     crate::engine::metrics::set_enabled(args.metrics);
+    if args.measures("ingest") {
+        ingest(&engine, &db, &args).await?;
+        clear(&db).await?;
+    }
     if args.measures("waits") {
         waits(&engine, &db, &args, resumed_rx).await?;
         clear(&db).await?;
@@ -585,6 +589,30 @@ impl Cost {
         }
         line
     }
+}
+
+/// N events of the one-step function (and their N runs) recorded by one `send_many` in
+/// one transaction, as a queue's bulk insert records its jobs; no worker runs.
+async fn ingest(
+    engine: &Engine,
+    db: &DatabaseConnection,
+    args: &BenchArgs,
+) -> Result<(), StartError> {
+    let events = (0..args.runs)
+        .map(|i| NewEvent::new("bench/one", json!({ "i": i })))
+        .collect();
+    let start = Instant::now();
+    let txn = db.begin().await?;
+    engine.send_many(&txn, events).await?;
+    txn.commit().await?;
+    let elapsed = start.elapsed();
+    println!(
+        "ingest: {} events and their runs in one send: {:.2} s = {:.0} events/s",
+        args.runs,
+        elapsed.as_secs_f64(),
+        args.runs as f64 / elapsed.as_secs_f64()
+    );
+    Ok(())
 }
 
 /// Deletes the runs, steps and events of a measurement, so that the next starts from an
