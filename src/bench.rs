@@ -245,16 +245,7 @@ async fn describe(db: &DatabaseConnection, url: &str) -> Result<String, StartErr
         return Ok(format!("{url} (SQLite, WAL, synchronous=NORMAL)"));
     }
     let host = url.rsplit('@').next().unwrap_or(url);
-    let row = db
-        .query_one_raw(sea_orm::Statement::from_string(
-            DbBackend::Postgres,
-            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
-        ))
-        .await?;
-    let tls = match row {
-        Some(row) => row.try_get_by_index::<bool>(0)?,
-        None => false,
-    };
+    let tls = crate::db::encrypted(db).await?;
     Ok(format!(
         "PostgreSQL at {host} ({})",
         if tls { "over TLS" } else { "in the clear" }

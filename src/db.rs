@@ -71,6 +71,25 @@ pub fn tls_is_pointless(url: &str) -> bool {
     local && !named
 }
 
+/// Whether the server says this pool's connection is encrypted (`pg_stat_ssl`); false on
+/// SQLite, which has no connection to encrypt.
+pub async fn encrypted(db: &DatabaseConnection) -> Result<bool, DbErr> {
+    use sea_orm::ConnectionTrait;
+    if db.get_database_backend() != sea_orm::DbBackend::Postgres {
+        return Ok(false);
+    }
+    let row = db
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+        ))
+        .await?;
+    match row {
+        Some(row) => row.try_get_by_index(0),
+        None => Ok(false),
+    }
+}
+
 /// Milliseconds since the Unix epoch, the unit of every stored time.
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()

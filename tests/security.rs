@@ -241,19 +241,11 @@ async fn a_server_on_this_machine_is_reached_without_tls_unless_the_url_names_a_
         println!("PostgreSQL only: SQLite has no connection to encrypt");
         return;
     }
-    async fn encrypted(db: &DatabaseConnection) -> bool {
-        let row = db
-            .query_one_raw(sea_orm::Statement::from_string(
-                sea_orm::DbBackend::Postgres,
-                "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
-            ))
-            .await
-            .unwrap()
-            .unwrap();
-        row.try_get_by_index(0).unwrap()
-    }
     assert!(nodebase::db::tls_is_pointless(&t.url), "{}", t.url);
-    assert!(!encrypted(&t.db).await, "a loopback connection used TLS");
+    assert!(
+        !nodebase::db::encrypted(&t.db).await.unwrap(),
+        "a loopback connection used TLS"
+    );
 
     let server =
         t.db.query_one_raw(sea_orm::Statement::from_string(
@@ -270,7 +262,7 @@ async fn a_server_on_this_machine_is_reached_without_tls_unless_the_url_names_a_
         .await
         .unwrap();
     assert_eq!(
-        encrypted(&asked).await,
+        nodebase::db::encrypted(&asked).await.unwrap(),
         server == "on",
         "sslmode=prefer against a server with ssl = {server}"
     );

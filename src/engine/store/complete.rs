@@ -291,7 +291,7 @@ async fn commit_in_one_statement(rt: &Runtime, writes: &[&Write]) -> Result<Owne
             );
         }
     }
-    let runs = super::send::to_json(runs.into_iter().map(|((id, claims), transition)| {
+    let runs = super::to_json(runs.into_iter().map(|((id, claims), transition)| {
         let mut row = MoveRow {
             id,
             claims,
@@ -330,7 +330,7 @@ async fn commit_in_one_statement(rt: &Runtime, writes: &[&Write]) -> Result<Owne
         }
         row
     }))?;
-    let steps = super::send::to_json(steps.into_values().map(|(s, claims)| StepRow {
+    let steps = super::to_json(steps.into_values().map(|(s, claims)| StepRow {
         run_id: &s.run_id,
         claims,
         step_id: &s.step_id,

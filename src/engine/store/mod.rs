@@ -105,3 +105,11 @@ fn id_in(postgres: bool, ids: SelectStatement) -> Expr {
         id_col().in_subquery(ids)
     }
 }
+
+/// A JSON array of `rows`, for PostgreSQL's `json_to_recordset`.
+pub(crate) fn to_json<T: serde::Serialize>(
+    rows: impl Iterator<Item = T>,
+) -> Result<String, sea_orm::DbErr> {
+    serde_json::to_string(&rows.collect::<Vec<T>>())
+        .map_err(|e| sea_orm::DbErr::Json(e.to_string()))
+}

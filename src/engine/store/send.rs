@@ -356,11 +356,11 @@ async fn send_in_one_statement<C: ConnectionTrait>(
         due_at bigint, claims integer, stalled_claims integer, attempts integer, \
         rerun_of text, concurrency_key text, concurrency_key_2 text, throttle_key text, \
         fair_at bigint, trace_parent text, created_at bigint, updated_at bigint)";
-    let events = to_json(events.iter().map(EventRow::of))?;
+    let events = super::to_json(events.iter().map(EventRow::of))?;
     let statement = if runs.is_empty() {
         sea_orm::Statement::from_sql_and_values(DbBackend::Postgres, INSERT_EVENTS, [events.into()])
     } else {
-        let runs = to_json(runs.iter().map(RunRow::of))?;
+        let runs = super::to_json(runs.iter().map(RunRow::of))?;
         sea_orm::Statement::from_sql_and_values(
             DbBackend::Postgres,
             format!(
@@ -441,11 +441,6 @@ impl<'a> RunRow<'a> {
             updated_at: m.updated_at,
         }
     }
-}
-
-/// A JSON array of `rows`, for `json_to_recordset`.
-pub(crate) fn to_json<T: serde::Serialize>(rows: impl Iterator<Item = T>) -> Result<String, DbErr> {
-    serde_json::to_string(&rows.collect::<Vec<T>>()).map_err(|e| DbErr::Json(e.to_string()))
 }
 
 fn is_debounced(run: &run::ActiveModel) -> bool {
