@@ -2,7 +2,7 @@
 //! cancel, and re-run.
 use sea_orm::sea_query::{Expr, ExprTrait, IntoColumnRef, Query, ReturningClause, UpdateStatement};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, IntoActiveModel, QueryFilter,
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, IntoActiveModel, QueryFilter, QuerySelect,
     TransactionSession, TransactionTrait,
 };
 
@@ -190,7 +190,10 @@ pub(crate) async fn rerun(
     }
     // The re-run is queued as a send of its event would queue it: its concurrency and
     // throttle keys and (the window starting now) its cancel waits come from the event.
+    // On PostgreSQL the event stays locked until the re-run commits, so that the pruner
+    // cannot delete it in between (no foreign key guards `run.event_id` there).
     let Some(event) = event::Entity::find_by_id(old.event_id.clone())
+        .lock(sea_orm::sea_query::LockType::KeyShare)
         .one(&txn)
         .await?
         .and_then(|e| Event::try_from(e).ok())

@@ -18,7 +18,7 @@ use crate::engine::error::EngineError;
 use crate::engine::event::{
     new_id, prepare, Event, NewEvent, Prepared, SendReceipt, FAILED, SCHEDULED,
 };
-use crate::engine::fairness::Places;
+use crate::engine::fairness::{Places, SHARE};
 use crate::engine::function::Failure;
 use crate::engine::progress::RunRef;
 use crate::engine::runtime::Runtime;
@@ -121,10 +121,16 @@ pub(crate) async fn send_many<'a, C: ConnectionTrait + TransactionTrait>(
     }
 }
 
+/// The place of a user's last run if it has not started yet, read from the user's
+/// newest run (one probe of `idx_run_user`): its `fair_at` without the head start it
+/// took.
+const LAST_WAITING: &str =
+    "CASE WHEN status = 'queued' AND claims = 0 THEN fair_at + created_at - due_at END";
+
 /// Gives new `runs` their places in the fair order (see `fairness`). Reads, in one
 /// statement on `conn`, the place of each of their users' last run if it has not
-/// started yet (one probe of the user's newest run, by `idx_run_user`). On SQLite, call it after the send's first write: a read first would
-/// leave a deferred transaction unable to take the write lock.
+/// started yet ([`LAST_WAITING`]). On SQLite, call it after the send's first write: a
+/// read first would leave a deferred transaction unable to take the write lock.
 pub(crate) async fn place_all<C: ConnectionTrait>(
     conn: &C,
     mut runs: Vec<&mut run::ActiveModel>,
@@ -157,16 +163,14 @@ async fn places<C: ConnectionTrait>(
     let mut read = Query::select();
     for user in &users {
         let mut last = Query::select();
-        last.expr(Expr::cust(
-            "CASE WHEN status = 'queued' AND claims = 0 THEN fair_at + created_at - due_at END",
-        ))
-        .from(run::Entity)
-        .and_where(match user {
-            Some(user) => Expr::col(run::Column::UserId).eq(user.as_str()),
-            None => Expr::col(run::Column::UserId).is_null(),
-        })
-        .order_by(run::Column::Id, Order::Desc)
-        .limit(1);
+        last.expr(Expr::cust(LAST_WAITING))
+            .from(run::Entity)
+            .and_where(match user {
+                Some(user) => Expr::col(run::Column::UserId).eq(user.as_str()),
+                None => Expr::col(run::Column::UserId).is_null(),
+            })
+            .order_by(run::Column::Id, Order::Desc)
+            .limit(1);
         read.expr(Expr::SubQuery(None, Box::new(last.into())));
     }
     let Some(row) = conn.query_one(&read).await? else {
@@ -316,6 +320,12 @@ fn rows(rt: &Runtime, p: Prepared, functions: &[String], awaited: bool, now: i64
 /// `conn` is not a transaction). The rows travel as two JSON arrays, unpacked by
 /// `json_to_recordset`: the statement's text is the same for any number of rows, so it
 /// is prepared once, and no batch meets the limit on bound parameters.
+///
+/// When the runs are all one user's (a request's send, a bulk send of one account), the
+/// statement itself places them in the fair order: placed as if the user had nothing
+/// waiting, they move back together behind the user's last waiting run
+/// ([`LAST_WAITING`], probed once) — the places [`place_all`] gives, without a round trip
+/// of their own. Several users' runs are placed by [`place_all`] first.
 async fn send_in_one_statement<C: ConnectionTrait>(
     conn: &C,
     mut rows: Vec<Rows>,
@@ -323,12 +333,22 @@ async fn send_in_one_statement<C: ConnectionTrait>(
 ) -> Result<Vec<SendReceipt>, EngineError> {
     use sea_orm::TryIntoModel;
 
-    place_all(
-        conn,
-        rows.iter_mut().flat_map(|r| &mut r.runs).collect(),
-        now,
-    )
-    .await?;
+    let mut runs: Vec<&mut run::ActiveModel> = rows.iter_mut().flat_map(|r| &mut r.runs).collect();
+    let one_user = match runs.first().map(|run| &run.user_id) {
+        Some(Set(first)) => runs
+            .iter()
+            .all(|run| matches!(&run.user_id, Set(user) if user == first))
+            .then(|| first.clone()),
+        _ => None,
+    };
+    if one_user.is_some() {
+        let mut idle = Places::new(now, HashMap::new());
+        for run in runs.iter_mut() {
+            place(&mut idle, run, now);
+        }
+    } else {
+        place_all(conn, runs, now).await?;
+    }
 
     let mut events = Vec::with_capacity(rows.len());
     let mut runs = Vec::new();
@@ -346,11 +366,12 @@ async fn send_in_one_statement<C: ConnectionTrait>(
     const INSERT_EVENTS: &str = "INSERT INTO event (id, name, data, user_id, ts) \
         SELECT id, name, data, user_id, ts FROM json_to_recordset($1::json) \
         AS e(id text, name text, data text, user_id text, ts bigint)";
+    // `{fair_at}`: the runs' places, as given or moved back behind their user's last.
     const INSERT_RUNS: &str = "INSERT INTO run (id, function_id, event_id, user_id, status, \
         due_at, claims, stalled_claims, attempts, rerun_of, concurrency_key, \
         concurrency_key_2, throttle_key, fair_at, trace_parent, created_at, updated_at) \
         SELECT id, function_id, event_id, user_id, status, due_at, claims, stalled_claims, \
-        attempts, rerun_of, concurrency_key, concurrency_key_2, throttle_key, fair_at, \
+        attempts, rerun_of, concurrency_key, concurrency_key_2, throttle_key, {fair_at}, \
         trace_parent, created_at, updated_at FROM json_to_recordset($2::json) \
         AS r(id text, function_id text, event_id text, user_id text, status text, \
         due_at bigint, claims integer, stalled_claims integer, attempts integer, \
@@ -361,13 +382,34 @@ async fn send_in_one_statement<C: ConnectionTrait>(
         sea_orm::Statement::from_sql_and_values(DbBackend::Postgres, INSERT_EVENTS, [events.into()])
     } else {
         let runs = super::to_json(runs.iter().map(RunRow::of))?;
+        let mut values = vec![events.into(), runs.into()];
+        let fair_at = match one_user {
+            None => "fair_at".to_string(),
+            Some(user) => {
+                values.push(now.into());
+                let whose = match user {
+                    Some(user) => {
+                        values.push(user.into());
+                        "user_id = $4"
+                    }
+                    None => "user_id IS NULL",
+                };
+                // A run due later (debounced) keeps its due time as its place.
+                format!(
+                    "fair_at + CASE WHEN due_at <= $3 THEN GREATEST(0, (SELECT {LAST_WAITING} \
+                     FROM run WHERE {whose} ORDER BY id DESC LIMIT 1) + {SHARE} - $3) \
+                     ELSE 0 END"
+                )
+            }
+        };
         sea_orm::Statement::from_sql_and_values(
             DbBackend::Postgres,
             format!(
-                "WITH new_events AS ({INSERT_EVENTS}), new_runs AS ({INSERT_RUNS}) SELECT {}",
+                "WITH new_events AS ({INSERT_EVENTS}), new_runs AS ({}) SELECT {}",
+                INSERT_RUNS.replace("{fair_at}", &fair_at),
                 notify::wake_sql()
             ),
-            [events.into(), runs.into()],
+            values,
         )
     };
     conn.execute_raw(statement).await?;
