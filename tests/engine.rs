@@ -1176,3 +1176,86 @@ async fn one_by_one(
         wait_for(updates, &sent.run_ids[0], RunStatus::Completed).await;
     }
 }
+
+/// An engine whose workers poll only once a minute: a run that starts in time was
+/// started by a wake-up signal.
+fn polls_once_a_minute(db: &DatabaseConnection) -> Engine {
+    Engine::builder(db.clone())
+        .function(Function::new("woken", |_| async { Ok(json!("ran")) }).trigger("test/woken"))
+        .config(EngineConfig {
+            poll: Duration::from_secs(60),
+            ..fast()
+        })
+        .build()
+        .unwrap()
+}
+
+/// Sends through `send` twice, each time waiting for the run to complete in `worker`'s
+/// process, and fails if that took as long as a poll would. The first send also finds
+/// the workers started (their listener connects, and wakes them, in its own time); the
+/// second meets them idle.
+async fn completes_without_polling<F, Fut>(worker: &Engine, send: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = String>,
+{
+    let mut updates = common::Updates::new(worker.subscribe());
+    let workers = worker.start();
+    for _ in 0..2 {
+        let sent = Instant::now();
+        let run_id = send().await;
+        wait_for(&mut updates, &run_id, RunStatus::Completed).await;
+        let took = sent.elapsed();
+        assert!(
+            took < Duration::from_secs(30),
+            "started by the poll, not by the send: {took:?}"
+        );
+    }
+    workers.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_run_sent_in_the_callers_transaction_starts_once_it_commits_without_polling() {
+    let t = test_db().await;
+    let engine = polls_once_a_minute(&t.db);
+    completes_without_polling(&engine, || async {
+        let txn = t.db.begin().await.unwrap();
+        let receipt = engine
+            .send(&txn, NewEvent::new("test/woken", json!({})))
+            .await
+            .unwrap();
+        // The dispatcher may look before the commit and find nothing yet.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        txn.commit().await.unwrap();
+        engine.announce(std::slice::from_ref(&receipt)).await;
+        receipt.run_ids[0].clone()
+    })
+    .await;
+}
+
+/// On PostgreSQL the sender is another engine on its own pool, as another process would
+/// be: its send tells every other process's workers, though its own skip the signal.
+#[tokio::test]
+async fn a_run_sent_by_another_process_starts_without_polling() {
+    let t = test_db().await;
+    let worker = polls_once_a_minute(&t.db);
+    let postgres = t.url.starts_with("postgres");
+    let sender_db = if postgres {
+        nodebase::db::connect(&t.url).await.unwrap()
+    } else {
+        t.db.clone()
+    };
+    let sender = if postgres {
+        polls_once_a_minute(&sender_db)
+    } else {
+        worker.clone()
+    };
+    completes_without_polling(&worker, || async {
+        let receipt = sender
+            .send(&sender_db, NewEvent::new("test/woken", json!({})))
+            .await
+            .unwrap();
+        receipt.run_ids[0].clone()
+    })
+    .await;
+}

@@ -236,6 +236,8 @@ impl Engine {
             prepared,
             |p| registry.route(&p.event),
             |name| registry.is_awaited(name),
+            // `sent` wakes this process's dispatcher after a commit it saw.
+            conn.commits_at_once(),
         )
         .await?;
         self.sent(conn, &receipts, awaited).await;
@@ -299,9 +301,15 @@ impl Engine {
         let prepared = event::prepare(vec![event], self.rt.config.max_event_bytes)?;
         metrics::events_received(&prepared, |name| step::Routes::knows(&*self.registry, name));
         let awaited = self.registry.is_awaited(&prepared[0].event.name);
-        let mut receipts =
-            store::send::send_many(&self.rt, conn, prepared, |_| target[..].into(), |_| awaited)
-                .await?;
+        let mut receipts = store::send::send_many(
+            &self.rt,
+            conn,
+            prepared,
+            |_| target[..].into(),
+            |_| awaited,
+            conn.commits_at_once(),
+        )
+        .await?;
         self.sent(conn, &receipts, awaited).await;
         receipts
             .pop()

@@ -162,7 +162,11 @@ async fn connect(rt: &Runtime) -> Result<PgListener, sea_orm::sqlx::Error> {
 
 fn handle(rt: &Runtime, channel: &str, payload: &str) {
     if channel == WAKE {
-        rt.wake.notify_one();
+        // A send of this process's that woke the dispatcher after its commit needs no
+        // second wake-up: the claim it would start finds nothing.
+        if payload != rt.worker_id {
+            rt.wake.notify_one();
+        }
         return;
     }
     if channel == MATCH {

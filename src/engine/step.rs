@@ -400,6 +400,7 @@ impl Step {
             prepared,
             |p| routes.route(&p.event),
             |name| routes.is_awaited(name),
+            false,
         )
         .await
         .map_err(|e| FnError::failed(e.to_string()))?;

@@ -49,7 +49,7 @@ pub(crate) async fn wake_on_commit(conn: &impl ConnectionTrait) -> Result<(), Db
         return Ok(());
     }
     let mut select = Query::select();
-    select.expr(Expr::cust(wake_sql()));
+    select.expr(Expr::cust(wake_sql(None)));
     conn.execute(&select).await.map(|_| ())
 }
 
@@ -63,9 +63,12 @@ pub(crate) async fn match_on_commit(conn: &impl ConnectionTrait) -> Result<(), D
     conn.execute(&select).await.map(|_| ())
 }
 
-/// The SQL expression that sends the wake-up signal (PostgreSQL only).
-pub(crate) fn wake_sql() -> String {
-    format!("pg_notify('{WAKE}', '')")
+/// The SQL expression that sends the wake-up signal (PostgreSQL only). `from`: the
+/// process that sends it, when that process wakes its own dispatcher after the commit
+/// (its listener then ignores the signal); `None` wakes every process.
+pub(crate) fn wake_sql(from: Option<&str>) -> String {
+    let from = from.unwrap_or_default().replace('\'', "''");
+    format!("pg_notify('{WAKE}', '{from}')")
 }
 
 /// On PostgreSQL: tells the other processes about `updates` (at commit, if `conn` is a

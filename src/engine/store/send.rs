@@ -88,13 +88,16 @@ pub(crate) fn with_gate_keys(
 /// Records `events` and their runs: one for each function id `route` gives the event
 /// (the functions it triggers, or the one an invocation names). An event whose name
 /// `awaited` says some function may wait for is also recorded as pending for the
-/// matcher, in the same transaction.
+/// matcher, in the same transaction. `wakes_here`: the caller wakes this process's
+/// dispatcher itself once the send has committed, so that the wake-up signal at commit
+/// is for the other processes only.
 pub(crate) async fn send_many<'a, C: ConnectionTrait + TransactionTrait>(
     rt: &Runtime,
     conn: &C,
     prepared: Vec<Prepared>,
     route: impl Fn(&Prepared) -> Cow<'a, [String]>,
     awaited: impl Fn(&str) -> bool,
+    wakes_here: bool,
 ) -> Result<Vec<SendReceipt>, EngineError> {
     let now = rt.clock.now_ms();
     let rows: Vec<Rows> = prepared
@@ -115,7 +118,8 @@ pub(crate) async fn send_many<'a, C: ConnectionTrait + TransactionTrait>(
                     .all(|run| !is_debounced(run) && !is_rate_limited(run) && !is_batched(run))
         });
     if one_statement {
-        send_in_one_statement(conn, rows, now).await
+        let from = wakes_here.then_some(rt.worker_id.as_str());
+        send_in_one_statement(conn, rows, now, from).await
     } else {
         send_in_transaction(rt, conn, rows, now).await
     }
@@ -330,6 +334,7 @@ async fn send_in_one_statement<C: ConnectionTrait>(
     conn: &C,
     mut rows: Vec<Rows>,
     now: i64,
+    from: Option<&str>,
 ) -> Result<Vec<SendReceipt>, EngineError> {
     use sea_orm::TryIntoModel;
 
@@ -407,7 +412,7 @@ async fn send_in_one_statement<C: ConnectionTrait>(
             format!(
                 "WITH new_events AS ({INSERT_EVENTS}), new_runs AS ({}) SELECT {}",
                 INSERT_RUNS.replace("{fair_at}", &fair_at),
-                notify::wake_sql()
+                notify::wake_sql(from)
             ),
             values,
         )
@@ -893,7 +898,7 @@ pub(crate) async fn start_failure_handlers<C: ConnectionTrait + TransactionTrait
                 Cow::Borrowed(std::slice::from_ref(id))
             })
     };
-    send_many(rt, conn, prepared, handler_of, |_| false)
+    send_many(rt, conn, prepared, handler_of, |_| false, false)
         .await
         .map_err(|e| DbErr::Custom(e.to_string()))?;
     Ok(true)
@@ -923,6 +928,7 @@ pub(crate) async fn send_tick(
         prepared,
         |_| Cow::Borrowed(&target[..]),
         |_| false,
+        false,
     )
     .await?
     .pop();
@@ -984,6 +990,7 @@ pub(crate) async fn start_child(
         prepared,
         |_| Cow::Borrowed(&target[..]),
         |_| false,
+        false,
     )
     .await?
     .pop()
