@@ -609,6 +609,10 @@ async fn ingest(
 /// Deletes the runs, steps and events of a measurement, so that the next starts from an
 /// empty queue.
 async fn clear(db: &DatabaseConnection) -> Result<(), StartError> {
+    // Steps first: on PostgreSQL no foreign key cascades from a run to its steps.
+    crate::engine::entities::step::Entity::delete_many()
+        .exec(db)
+        .await?;
     run::Entity::delete_many().exec(db).await?;
     crate::engine::entities::awaited_event::Entity::delete_many()
         .exec(db)

@@ -17,7 +17,7 @@ mod m20261202_000012_unused_lease_index;
 mod m20261202_000013_fair_order;
 mod m20261202_000014_batch;
 mod m20261203_000015_trace_parent;
-mod m20261204_000016_run_event_key;
+mod m20261204_000016_unchecked_keys;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -41,7 +41,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000013_fair_order::Migration),
             Box::new(m20261202_000014_batch::Migration),
             Box::new(m20261203_000015_trace_parent::Migration),
-            Box::new(m20261204_000016_run_event_key::Migration),
+            Box::new(m20261204_000016_unchecked_keys::Migration),
         ]
     }
 }

@@ -191,7 +191,8 @@ pub(crate) async fn rerun(
     // The re-run is queued as a send of its event would queue it: its concurrency and
     // throttle keys and (the window starting now) its cancel waits come from the event.
     // On PostgreSQL the event stays locked until the re-run commits, so that the pruner
-    // cannot delete it in between (no foreign key guards `run.event_id` there).
+    // cannot delete it in between (no foreign key guards `run.event_id` there: see
+    // migration 16).
     let Some(event) = event::Entity::find_by_id(old.event_id.clone())
         .lock(sea_orm::sea_query::LockType::KeyShare)
         .one(&txn)

@@ -20,8 +20,8 @@ pub(crate) async fn prune(db: &impl ConnectionTrait, cutoff: i64) -> Result<(u64
             .and_where(final_states())
             .and_where(Expr::col(run::Column::EndedAt).lt(cutoff))
             .limit(PRUNE_BATCH);
-        // Steps and batch lists first: SQLite enforces the cascade only with foreign
-        // keys on.
+        // Steps and batch lists first: on PostgreSQL no foreign key cascades from a run
+        // to its steps (see migration 16), and SQLite cascades only with keys on.
         let mut steps = Query::delete();
         steps
             .from_table(step::Entity)
