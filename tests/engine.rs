@@ -1239,13 +1239,8 @@ async fn a_run_sent_in_the_callers_transaction_starts_once_it_commits_without_po
 async fn a_run_sent_by_another_process_starts_without_polling() {
     let t = test_db().await;
     let worker = polls_once_a_minute(&t.db);
-    let postgres = t.url.starts_with("postgres");
-    let sender_db = if postgres {
-        nodebase::db::connect(&t.url).await.unwrap()
-    } else {
-        t.db.clone()
-    };
-    let sender = if postgres {
+    let sender_db = t.elsewhere().await;
+    let sender = if t.postgres() {
         polls_once_a_minute(&sender_db)
     } else {
         worker.clone()

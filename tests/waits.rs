@@ -315,13 +315,8 @@ async fn a_decision_sent_elsewhere_wakes_the_run_without_polling() {
         .config(slow_poll.clone())
         .build()
         .unwrap();
-    let postgres = t.url.starts_with("postgres");
-    let sender_db = if postgres {
-        nodebase::db::connect(&t.url).await.unwrap()
-    } else {
-        t.db.clone()
-    };
-    let sender = if postgres {
+    let sender_db = t.elsewhere().await;
+    let sender = if t.postgres() {
         Engine::builder(sender_db.clone())
             .function(approval(Duration::ZERO, None))
             .config(slow_poll)

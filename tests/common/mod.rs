@@ -77,6 +77,23 @@ pub struct TestDb {
     _dir: Option<tempfile::TempDir>,
 }
 
+impl TestDb {
+    /// Whether the database is PostgreSQL.
+    pub fn postgres(&self) -> bool {
+        self.url.starts_with("postgres")
+    }
+
+    /// The database as another process would reach it: through a pool of its own on
+    /// PostgreSQL; on SQLite, which one process serves, through this one.
+    pub async fn elsewhere(&self) -> DatabaseConnection {
+        if self.postgres() {
+            nodebase::db::connect(&self.url).await.unwrap()
+        } else {
+            self.db.clone()
+        }
+    }
+}
+
 /// A fresh database on the backend the environment asks for.
 pub async fn test_db() -> TestDb {
     let backend = std::env::var("NODEBASE_TEST_DATABASE").unwrap_or_default();
