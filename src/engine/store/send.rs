@@ -89,8 +89,9 @@ pub(crate) fn with_gate_keys(
 /// (the functions it triggers, or the one an invocation names). An event whose name
 /// `awaited` says some function may wait for is also recorded as pending for the
 /// matcher, in the same transaction. `wakes_here`: the caller wakes this process's
-/// dispatcher itself once the send has committed, so that the wake-up signal at commit
-/// is for the other processes only.
+/// dispatcher itself once the send has committed, so that the one-statement send's
+/// wake-up signal names this process, whose listener skips it (the transaction's
+/// signal still wakes every process).
 pub(crate) async fn send_many<'a, C: ConnectionTrait + TransactionTrait>(
     rt: &Runtime,
     conn: &C,
