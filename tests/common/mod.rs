@@ -70,7 +70,8 @@ pub async fn refuse_steps_named(db: &DatabaseConnection, name: &str) {
     }
 }
 
-/// A migrated database that lives as long as this value.
+/// A migrated database that lives as long as this value (a PostgreSQL one until a later
+/// test process sweeps it: see `fresh_postgres`).
 pub struct TestDb {
     pub db: DatabaseConnection,
     pub url: String,
@@ -113,7 +114,16 @@ async fn fresh_postgres(admin_url: &str) -> String {
     let admin = nodebase::db::connect(admin_url)
         .await
         .expect("connect to PostgreSQL");
-    let name = format!("nodebase_test_{}", uuid::Uuid::new_v4().simple());
+    static SWEPT: std::sync::Once = std::sync::Once::new();
+    if !SWEPT.is_completed() && on_this_machine(admin_url) {
+        sweep(&admin).await;
+        SWEPT.call_once(|| {});
+    }
+    let name = format!(
+        "{TEST_DB_PREFIX}{}_{}",
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    );
     admin
         .execute_unprepared(&format!("CREATE DATABASE {name}"))
         .await
@@ -122,6 +132,47 @@ async fn fresh_postgres(admin_url: &str) -> String {
         .rsplit_once('/')
         .expect("URL with a database name");
     format!("{base}/{name}")
+}
+
+const TEST_DB_PREFIX: &str = "nodebase_test_";
+
+fn on_this_machine(url: &str) -> bool {
+    ["@127.0.0.1", "@localhost", "@[::1]"]
+        .iter()
+        .any(|host| url.contains(host))
+}
+
+/// Drops the test databases of test processes that have ended. A test's database cannot
+/// be dropped when the test ends: its pool may be mid-handshake on a runtime that is
+/// stopping, and the server waits a minute for that backend. So each test process names
+/// its databases after itself and, on its first, drops those of processes gone.
+async fn sweep(admin: &DatabaseConnection) {
+    let Ok(rows) = admin
+        .query_all_raw(sea_orm::Statement::from_string(
+            DbBackend::Postgres,
+            format!(
+                "SELECT datname FROM pg_database WHERE starts_with(datname, '{TEST_DB_PREFIX}')"
+            ),
+        ))
+        .await
+    else {
+        return;
+    };
+    for row in rows {
+        let Ok(name) = row.try_get::<String>("", "datname") else {
+            continue;
+        };
+        let creator = name[TEST_DB_PREFIX.len()..]
+            .split_once('_')
+            .and_then(|(pid, _)| pid.parse::<u32>().ok());
+        let alive =
+            creator.is_some_and(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists());
+        if !alive {
+            let _ = admin
+                .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .await;
+        }
+    }
 }
 
 /// Run updates as the engine announces them, remembered, so that a wait for one run
