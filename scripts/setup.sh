@@ -82,8 +82,8 @@ ensure_postgres() {
   if ! as_postgres psql -tAc "SELECT 1 FROM pg_database WHERE datname = 'nodebase'" | grep -q 1; then
     as_postgres psql -v ON_ERROR_STOP=1 -c "CREATE DATABASE nodebase OWNER nodebase"
   fi
-  # Databases left by earlier test runs.
-  for db in $(as_postgres psql -tAc "SELECT datname FROM pg_database WHERE datname LIKE 'nodebase_test_%' OR datname LIKE 'nodebase_e2e_%'"); do
+  # Databases left by earlier browser-test runs (the Rust tests sweep their own).
+  for db in $(as_postgres psql -tAc "SELECT datname FROM pg_database WHERE datname LIKE 'nodebase_e2e_%'"); do
     as_postgres dropdb --if-exists "$db"
   done
   export NODEBASE_PG_URL="postgres://nodebase:nodebase@127.0.0.1:5432/nodebase"

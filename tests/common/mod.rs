@@ -114,10 +114,9 @@ async fn fresh_postgres(admin_url: &str) -> String {
     let admin = nodebase::db::connect(admin_url)
         .await
         .expect("connect to PostgreSQL");
-    static SWEPT: std::sync::Once = std::sync::Once::new();
-    if !SWEPT.is_completed() && on_this_machine(admin_url) {
+    static SWEPT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if on_this_machine(admin_url) && !SWEPT.swap(true, std::sync::atomic::Ordering::Relaxed) {
         sweep(&admin).await;
-        SWEPT.call_once(|| {});
     }
     let name = format!(
         "{TEST_DB_PREFIX}{}_{}",
