@@ -173,12 +173,12 @@ fn handle(rt: &Runtime, channel: &str, payload: &str) {
         rt.match_wake.notify_one();
         return;
     }
+    if notify::sent_by(payload, &rt.worker_id) {
+        return;
+    }
     let Ok(wire) = serde_json::from_str::<Wire>(payload) else {
         return;
     };
-    if wire.from == rt.worker_id {
-        return;
-    }
     for update in wire.runs.into_iter().map(RunUpdate::from) {
         if update.status.is_due_state() || frees_a_slot(rt, &update) {
             rt.wake.notify_one();

@@ -13,11 +13,11 @@ pub(crate) const WAKE: &str = "nodebase_wake";
 pub(crate) const RUNS: &str = "nodebase_runs";
 pub(crate) const MATCH: &str = "nodebase_match";
 
-/// Run updates as they travel between processes, many per notification.
+/// Run updates as they travel between processes, many per notification. The payload
+/// also names the process that published them (`from`, see [`sent_by`]), which already
+/// told its own subscribers.
 #[derive(Deserialize)]
 pub(crate) struct Wire {
-    /// The process that published them, which already told its own subscribers.
-    pub from: String,
     pub runs: Vec<WireRun>,
 }
 
@@ -91,12 +91,24 @@ pub(crate) async fn announce(
     .map(|_| ())
 }
 
+/// How a payload of [`payloads`] begins: the process that sent it.
+fn header(worker_id: &str) -> String {
+    let from = serde_json::to_string(worker_id).unwrap_or_default();
+    format!(r#"{{"from":{from},"runs":["#)
+}
+
+/// Whether `payload` came from this process (`worker_id`), told without parsing it: a
+/// process hears its own notices too, as many as it sends.
+pub(crate) fn sent_by(payload: &str, worker_id: &str) -> bool {
+    payload.starts_with(&header(worker_id))
+}
+
 /// `updates` as JSON payloads of at most about `MAX_PAYLOAD` bytes each.
 fn payloads(worker_id: &str, updates: &[RunUpdate]) -> Vec<String> {
     // Each run is serialized once; a payload is a [`Wire`] put together from them.
-    let from = serde_json::to_string(worker_id).unwrap_or_default();
-    let payload = |runs: &[String]| format!(r#"{{"from":{from},"runs":[{}]}}"#, runs.join(","));
-    let room = MAX_PAYLOAD - from.len() - 20;
+    let header = header(worker_id);
+    let payload = |runs: &[String]| format!("{header}{}]}}", runs.join(","));
+    let room = MAX_PAYLOAD - header.len() - 2;
     let mut payloads = Vec::new();
     let mut runs: Vec<String> = Vec::new();
     let mut size = 0;
@@ -142,7 +154,7 @@ mod tests {
         for p in &payloads {
             assert!(p.len() < MAX_PAYLOAD, "{} bytes", p.len());
             let wire: Wire = serde_json::from_str(p).unwrap();
-            assert_eq!(wire.from, "worker");
+            assert!(sent_by(p, "worker") && !sent_by(p, "work"));
             seen.extend(wire.runs.into_iter().map(|r| r.run));
         }
         let sent: Vec<String> = updates.into_iter().map(|u| u.run_id).collect();
