@@ -1,3 +1,9 @@
+// The server's allocator: a run's path allocates many small short-lived values (rows,
+// JSON, futures) across the runtime's threads.
+#[cfg(feature = "ssr")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[cfg(feature = "ssr")]
 #[derive(clap::Parser)]
 #[command(
