@@ -1,9 +1,3 @@
-// The server's allocator: a run's path allocates many small short-lived values (rows,
-// JSON, futures) across the runtime's threads.
-#[cfg(feature = "ssr")]
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[cfg(feature = "ssr")]
 #[derive(clap::Parser)]
 #[command(
