@@ -14,6 +14,7 @@ use nodebase::engine::{
     Clock, Engine, EngineConfig, EngineError, FnError, Function, ManualClock, NewEvent, RunStatus,
     RunUpdate, SystemClock,
 };
+use sea_orm::sqlx::postgres::PgListener;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, PaginatorTrait,
     QueryFilter, TransactionTrait,
@@ -1121,6 +1122,89 @@ async fn a_sent_run_is_announced_queued_once_its_send_has_committed_in_every_pro
         );
         workers.shutdown().await;
     }
+}
+
+/// On PostgreSQL a process tells the others of its runs' progress only while another
+/// process listens: alone it sends no notice; one that starts listening hears the runs
+/// that follow; once that one stops, the first counts it gone and is quiet again.
+#[tokio::test]
+async fn a_process_tells_its_runs_only_while_another_listens() {
+    let t = test_db().await;
+    let engine = |db: &DatabaseConnection| {
+        Engine::builder(db.clone())
+            .function(Function::new("told", |_| async { Ok(json!(null)) }).trigger("test/told"))
+            .config(fast())
+            .build()
+            .unwrap()
+    };
+    let worker = engine(&t.db);
+    if !t.postgres() {
+        assert!(!worker.tells_other_processes(), "SQLite has one process");
+        return;
+    }
+    // Every notice on the channel, whoever sends it; this connection is no process's
+    // listener, so it is not counted.
+    let mut spy = PgListener::connect(&t.url).await.unwrap();
+    spy.listen("nodebase_runs").await.unwrap();
+    let mut updates = common::Updates::new(worker.subscribe());
+    let workers = worker.start();
+    let mut run = async || {
+        let sent = worker
+            .send(&t.db, NewEvent::new("test/told", json!({})))
+            .await
+            .unwrap();
+        wait_for(&mut updates, &sent.run_ids[0], RunStatus::Completed).await;
+        sent.run_ids[0].clone()
+    };
+
+    until(|| !worker.tells_other_processes()).await;
+    let untold = run().await;
+
+    let other_db = t.elsewhere().await;
+    let other = engine(&other_db);
+    let mut there = common::Updates::new(other.subscribe());
+    let listening = other.listen();
+    until(|| worker.tells_other_processes()).await;
+    let told = run().await;
+    wait_for(&mut there, &told, RunStatus::Completed).await;
+    // The worker's notices in the order it sent them, up to the told run's end.
+    let sent = tokio::time::timeout(Duration::from_secs(20), async {
+        let mut runs = Vec::new();
+        loop {
+            let notice = spy.recv().await.unwrap();
+            let wire: serde_json::Value = serde_json::from_str(notice.payload()).unwrap();
+            if wire["from"] != worker.worker_id() {
+                continue;
+            }
+            for r in wire["runs"].as_array().unwrap() {
+                runs.push(r["run"].as_str().unwrap().to_string());
+                if r["run"] == told.as_str() && r["status"] == "completed" {
+                    return runs;
+                }
+            }
+        }
+    })
+    .await
+    .expect("the worker's notice of the told run");
+    assert!(
+        !sent.contains(&untold),
+        "told of a run while no other process listened"
+    );
+
+    listening.stop().await;
+    until(|| !worker.tells_other_processes()).await;
+    workers.shutdown().await;
+}
+
+/// Waits until `condition` holds (20 s at most).
+async fn until(condition: impl Fn() -> bool) {
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while !condition() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the condition never held");
 }
 
 /// A column added to `run` while the engine is up (a newer version's migration during a

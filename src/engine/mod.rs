@@ -403,6 +403,14 @@ impl Engine {
         &self.rt.worker_id
     }
 
+    /// Whether this process tells the other processes of its runs' progress now. On
+    /// PostgreSQL, while its listener runs (workers or [`Engine::listen`]), only if
+    /// another process's listener is connected to the database; otherwise always. On
+    /// SQLite there is no other process.
+    pub fn tells_other_processes(&self) -> bool {
+        self.rt.postgres() && self.rt.census.tells()
+    }
+
     /// Listens for other processes' run updates without running any workers (a web-only
     /// process on PostgreSQL); nothing to do on SQLite. Stop it with [`Listener::stop`].
     pub fn listen(&self) -> Listener {

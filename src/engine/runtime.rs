@@ -115,6 +115,8 @@ pub(crate) struct Runtime {
     pub priorities: HashMap<String, super::priority::Priority>,
     /// Run updates on their way to the other processes (`notifier::Relay::Later`).
     pub relay: Mutex<super::notifier::Outbox>,
+    /// Whether another process listens for those updates (`notifier::Census`).
+    pub census: super::notifier::Census,
 }
 
 /// The runs this process is executing, by id.
@@ -206,6 +208,7 @@ impl Runtime {
             rate_limits: HashMap::new(),
             priorities: HashMap::new(),
             relay: Mutex::default(),
+            census: Default::default(),
             worker_id: format!(
                 "{}-{}-{}",
                 hostname(),

@@ -1,7 +1,8 @@
 //! PostgreSQL's LISTEN/NOTIFY signals, as SQL: `nodebase_wake` says "runs may be due"
 //! (sent inside the sending transaction, so it is delivered only if the runs commit);
 //! `nodebase_match` says "events some wait may match were recorded" (likewise);
-//! `nodebase_runs` carries run status changes, many per payload.
+//! `nodebase_runs` carries run status changes, many per payload, and the hello of a
+//! process that starts listening (a payload of no runs).
 use sea_orm::sea_query::{Expr, Query};
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement};
 use serde::{Deserialize, Serialize};
@@ -91,6 +92,42 @@ pub(crate) async fn announce(
     .map(|_| ())
 }
 
+/// Tells every other process's listener that this process (`worker_id`) listens now: a
+/// payload with no runs.
+pub(crate) async fn hello(conn: &impl ConnectionTrait, worker_id: &str) -> Result<(), DbErr> {
+    conn.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        format!("SELECT pg_notify('{RUNS}', $1)"),
+        [hello_payload(worker_id).into()],
+    ))
+    .await
+    .map(|_| ())
+}
+
+fn hello_payload(worker_id: &str) -> String {
+    format!("{}]}}", header(worker_id))
+}
+
+/// How every listener's connection begins its `application_name`; the rest is its own.
+pub(crate) const LISTENER: &str = "nodebase-listener ";
+
+/// Whether a listener's connection other than `own` (its `application_name`) is open
+/// on this database.
+pub(crate) async fn others_listen(conn: &impl ConnectionTrait, own: &str) -> Result<bool, DbErr> {
+    let row = conn
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = current_database() \
+             AND starts_with(application_name, $1) AND application_name <> $2) AS others",
+            [LISTENER.into(), own.into()],
+        ))
+        .await?;
+    match row {
+        Some(row) => row.try_get("", "others"),
+        None => Ok(true),
+    }
+}
+
 /// How a payload of [`payloads`] begins: the process that sent it.
 fn header(worker_id: &str) -> String {
     let from = serde_json::to_string(worker_id).unwrap_or_default();
@@ -155,9 +192,18 @@ mod tests {
             assert!(p.len() < MAX_PAYLOAD, "{} bytes", p.len());
             let wire: Wire = serde_json::from_str(p).unwrap();
             assert!(sent_by(p, "worker") && !sent_by(p, "work"));
+            assert!(!wire.runs.is_empty());
             seen.extend(wire.runs.into_iter().map(|r| r.run));
         }
         let sent: Vec<String> = updates.into_iter().map(|u| u.run_id).collect();
         assert_eq!(seen, sent);
+    }
+
+    #[test]
+    fn a_hello_is_a_payload_of_no_runs_from_its_process() {
+        let hello = hello_payload("worker");
+        let wire: Wire = serde_json::from_str(&hello).unwrap();
+        assert!(wire.runs.is_empty());
+        assert!(sent_by(&hello, "worker") && !sent_by(&hello, "work"));
     }
 }
