@@ -67,7 +67,8 @@ states! {
         /// the rescuer (its worker's lease lapsed). Left when the dispatcher claims it.
         Queued = "queued",
         /// Claimed by `locked_by` until `lease_until`, renewed by heartbeats and by every
-        /// recorded step. Entered only by the dispatcher's claim; left through the
+        /// recorded step. Entered by the dispatcher's claim (or, for a run its process's
+        /// idle workers start at once, by its send); left through the
         /// completer (sleeping, queued, completed, failed), the rescuer, or a cancel.
         Running = "running",
         /// Parked by `step.sleep` until `due_at`; no worker holds it. Entered from the

@@ -1196,6 +1196,38 @@ async fn a_process_tells_its_runs_only_while_another_listens() {
     workers.shutdown().await;
 }
 
+/// On PostgreSQL one event sent through the pool to idle workers is recorded with its run
+/// claimed by them already, and starts without a claim: here every claim is refused,
+/// and the run still completes.
+#[tokio::test]
+async fn a_run_sent_to_idle_workers_starts_without_being_claimed() {
+    let t = test_db().await;
+    if !t.postgres() {
+        return; // SQLite: its one writer claims as fast as a send could
+    }
+    let engine = polls_once_a_minute(&t.db);
+    let mut updates = common::Updates::new(engine.subscribe());
+    let workers = engine.start();
+    let send = || engine.send(&t.db, NewEvent::new("test/woken", json!({})));
+    // The workers claim this one, and then have nothing more to do.
+    let claimed = send().await.unwrap();
+    wait_for(&mut updates, &claimed.run_ids[0], RunStatus::Completed).await;
+    t.db.execute_unprepared(
+        "CREATE FUNCTION refuse_claim() RETURNS trigger AS $$ BEGIN \
+         RAISE EXCEPTION 'claims refused'; END $$ LANGUAGE plpgsql; \
+         CREATE TRIGGER refuse_claim BEFORE UPDATE ON run FOR EACH ROW \
+         WHEN (OLD.status = 'queued' AND NEW.status = 'running') \
+         EXECUTE FUNCTION refuse_claim()",
+    )
+    .await
+    .unwrap();
+    let started = send().await.unwrap();
+    wait_for(&mut updates, &started.run_ids[0], RunStatus::Completed).await;
+    let run = run_row(&t.db, &started.run_ids[0]).await;
+    assert_eq!((run.claims, run.started_at), (1, Some(run.created_at)));
+    workers.shutdown().await;
+}
+
 /// Waits until `condition` holds (20 s at most).
 async fn until(condition: impl Fn() -> bool) {
     tokio::time::timeout(Duration::from_secs(20), async {

@@ -100,6 +100,8 @@ impl SendConn for DatabaseTransaction {
 pub struct Engine {
     rt: Arc<Runtime>,
     registry: Arc<Registry>,
+    /// This process's dispatcher while its workers run.
+    starter: dispatcher::StarterSlot,
 }
 
 /// Builds an [`Engine`]: the database, the functions, and optionally the settings.
@@ -172,6 +174,7 @@ impl EngineBuilder {
         Ok(Engine {
             rt: Arc::new(rt),
             registry: Arc::new(registry),
+            starter: Default::default(),
         })
     }
 }
@@ -230,7 +233,17 @@ impl Engine {
         let registry = &self.registry;
         metrics::events_received(&prepared, |name| step::Routes::knows(&**registry, name));
         let awaited = prepared.iter().any(|p| registry.is_awaited(&p.event.name));
-        let receipts = store::send::send_many(
+        // One event sent through the pool to idle workers here (PostgreSQL): its runs
+        // are recorded as claimed by them, in slots taken now, and start without a claim.
+        let starter = match prepared.as_slice() {
+            [one] if conn.commits_at_once() && self.rt.postgres() => {
+                dispatcher::current(&self.starter)
+                    .map(|s| (s.reserve(registry.route(&one.event).len()), s))
+            }
+            _ => None,
+        };
+        let slots = starter.as_ref().map_or(0, |(slots, _)| slots.len());
+        let sent = store::send::send_and_start(
             &self.rt,
             conn,
             prepared,
@@ -238,20 +251,33 @@ impl Engine {
             |name| registry.is_awaited(name),
             // `sent` wakes this process's dispatcher after a commit it saw.
             conn.commits_at_once(),
+            slots,
         )
         .await?;
-        self.sent(conn, &receipts, awaited).await;
-        Ok(receipts)
+        let started = sent.started.len();
+        self.sent(conn, &sent.receipts, awaited, started).await;
+        if let Some((mut slots, starter)) = starter.filter(|_| started > 0) {
+            slots.truncate(started);
+            starter.hand(&self.rt, sent.started, slots).await;
+        }
+        Ok(sent.receipts)
     }
 
     /// What follows a stored send: its runs announced if it has committed — before the
-    /// dispatcher is woken, so that a run's news of its start does not come before that
-    /// of its send — then the dispatcher and (if an awaited event came) the matcher woken.
-    async fn sent<C: SendConn>(&self, conn: &C, receipts: &[SendReceipt], awaited: bool) {
+    /// dispatcher is woken or handed the `started` ones, so that a run's news of its
+    /// start does not come before that of its send — then the dispatcher (unless every
+    /// run started) and (if an awaited event came) the matcher woken.
+    async fn sent<C: SendConn>(
+        &self,
+        conn: &C,
+        receipts: &[SendReceipt],
+        awaited: bool,
+        started: usize,
+    ) {
         if conn.commits_at_once() {
             self.announce(receipts).await;
         }
-        if receipts.iter().any(|r| !r.run_ids.is_empty()) {
+        if receipts.iter().map(|r| r.run_ids.len()).sum::<usize>() > started {
             self.rt.wake.notify_one();
         }
         if awaited {
@@ -310,7 +336,7 @@ impl Engine {
             conn.commits_at_once(),
         )
         .await?;
-        self.sent(conn, &receipts, awaited).await;
+        self.sent(conn, &receipts, awaited, 0).await;
         receipts
             .pop()
             .ok_or_else(|| EngineError::Database("invoke recorded nothing".into()))
@@ -424,7 +450,7 @@ impl Engine {
     /// Starts the worker pool: claiming, executing, group-committing, heartbeats and the
     /// rescue of runs whose worker died. Stop it with [`Workers::shutdown`].
     pub fn start(&self) -> Workers {
-        dispatcher::start(self.rt.clone(), self.registry.clone())
+        dispatcher::start(self.rt.clone(), self.registry.clone(), self.starter.clone())
     }
 }
 

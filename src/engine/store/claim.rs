@@ -473,7 +473,7 @@ async fn events(rt: &Runtime, ids: Vec<String>) -> Result<HashMap<String, Claime
 }
 
 /// An event row as a handler's [`Event`], or why it cannot be read.
-fn readable(row: Result<event::Model, DbErr>) -> ClaimedEvent {
+pub(crate) fn readable(row: Result<event::Model, DbErr>) -> ClaimedEvent {
     let row = row.map_err(|e| format!("its event cannot be read: {e}"))?;
     Event::try_from(row).map_err(|e| format!("its event cannot be read: {e}"))
 }

@@ -212,7 +212,7 @@ pub(crate) async fn rerun(
     // Not debounced: a re-run is asked for by hand and starts now.
     super::send::with_gate_keys(rt, &mut row, &old.function_id, &event);
     row.rerun_of = sea_orm::Set(Some(old.id));
-    super::send::place_all(&txn, vec![&mut row], now).await?;
+    super::send::place_all(&txn, &mut [&mut row], now).await?;
     run::Entity::insert(row)
         .exec_without_returning(&txn)
         .await?;

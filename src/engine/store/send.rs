@@ -22,6 +22,7 @@ use crate::engine::fairness::{Places, SHARE};
 use crate::engine::function::Failure;
 use crate::engine::progress::RunRef;
 use crate::engine::runtime::Runtime;
+use crate::engine::store::claim::ClaimedEvent;
 
 /// Rows per multi-row INSERT, well under SQLite's limit on bound parameters.
 const ROWS_PER_INSERT: usize = 500;
@@ -100,6 +101,31 @@ pub(crate) async fn send_many<'a, C: ConnectionTrait + TransactionTrait>(
     awaited: impl Fn(&str) -> bool,
     wakes_here: bool,
 ) -> Result<Vec<SendReceipt>, EngineError> {
+    let sent = send_and_start(rt, conn, prepared, route, awaited, wakes_here, 0).await?;
+    Ok(sent.receipts)
+}
+
+/// What [`send_and_start`] recorded.
+pub(crate) struct Sent {
+    pub receipts: Vec<SendReceipt>,
+    /// The runs recorded as claimed by this worker already, with their events.
+    pub started: Vec<(run::Model, ClaimedEvent)>,
+}
+
+/// Like [`send_many`], and on PostgreSQL, when the send is one statement, records up to
+/// `start` of its runs as claimed by this worker already (running under its lease): runs
+/// due now of functions without concurrency limits or a throttle, in the order sent. The
+/// caller has `start` free worker slots for them and runs them once `conn` has
+/// committed (so `conn` should commit at once: the pool).
+pub(crate) async fn send_and_start<'a, C: ConnectionTrait + TransactionTrait>(
+    rt: &Runtime,
+    conn: &C,
+    prepared: Vec<Prepared>,
+    route: impl Fn(&Prepared) -> Cow<'a, [String]>,
+    awaited: impl Fn(&str) -> bool,
+    wakes_here: bool,
+    start: usize,
+) -> Result<Sent, EngineError> {
     let now = rt.clock.now_ms();
     let rows: Vec<Rows> = prepared
         .into_iter()
@@ -120,9 +146,52 @@ pub(crate) async fn send_many<'a, C: ConnectionTrait + TransactionTrait>(
         });
     if one_statement {
         let from = wakes_here.then_some(rt.worker_id.as_str());
-        send_in_one_statement(conn, rows, now, from).await
+        let start = (start > 0).then(|| Start {
+            worker_id: &rt.worker_id,
+            lease_until: rt.lease_from(now),
+            most: start,
+        });
+        send_in_one_statement(conn, rows, now, from, start).await
     } else {
-        send_in_transaction(rt, conn, rows, now).await
+        let receipts = send_in_transaction(rt, conn, rows, now).await?;
+        Ok(Sent {
+            receipts,
+            started: Vec::new(),
+        })
+    }
+}
+
+/// Runs a one-statement send records as claimed already (see [`send_and_start`]).
+struct Start<'a> {
+    worker_id: &'a str,
+    lease_until: i64,
+    most: usize,
+}
+
+impl Start<'_> {
+    /// Marks up to `most` of `runs` as claimed, if they are open and due at `now`.
+    fn mark(&self, runs: &mut [&mut run::ActiveModel], now: i64) -> Vec<String> {
+        let open_and_due = |run: &run::ActiveModel| {
+            matches!(&run.concurrency_key, Set(None))
+                && matches!(&run.throttle_key, Set(None))
+                && matches!(&run.due_at, Set(due) if *due <= now)
+        };
+        let mut marked = Vec::new();
+        for run in runs
+            .iter_mut()
+            .filter(|run| open_and_due(run))
+            .take(self.most)
+        {
+            run.status = Set(RunStatus::Running);
+            run.locked_by = Set(Some(self.worker_id.to_string()));
+            run.lease_until = Set(Some(self.lease_until));
+            run.claims = Set(1);
+            run.started_at = Set(Some(now));
+            if let Set(id) = &run.id {
+                marked.push(id.clone());
+            }
+        }
+        marked
     }
 }
 
@@ -138,10 +207,10 @@ const LAST_WAITING: &str =
 /// read first would leave a deferred transaction unable to take the write lock.
 pub(crate) async fn place_all<C: ConnectionTrait>(
     conn: &C,
-    mut runs: Vec<&mut run::ActiveModel>,
+    runs: &mut [&mut run::ActiveModel],
     now: i64,
 ) -> Result<(), DbErr> {
-    let mut places = places(conn, &runs, now).await?;
+    let mut places = places(conn, runs, now).await?;
     for run in runs.iter_mut() {
         place(&mut places, run, now);
     }
@@ -336,7 +405,8 @@ async fn send_in_one_statement<C: ConnectionTrait>(
     mut rows: Vec<Rows>,
     now: i64,
     from: Option<&str>,
-) -> Result<Vec<SendReceipt>, EngineError> {
+    start: Option<Start<'_>>,
+) -> Result<Sent, EngineError> {
     use sea_orm::TryIntoModel;
 
     let mut runs: Vec<&mut run::ActiveModel> = rows.iter_mut().flat_map(|r| &mut r.runs).collect();
@@ -353,8 +423,12 @@ async fn send_in_one_statement<C: ConnectionTrait>(
             place(&mut idle, run, now);
         }
     } else {
-        place_all(conn, runs, now).await?;
+        place_all(conn, &mut runs, now).await?;
     }
+    let started = match &start {
+        Some(start) => start.mark(&mut runs, now),
+        None => Vec::new(),
+    };
 
     let mut events = Vec::with_capacity(rows.len());
     let mut runs = Vec::new();
@@ -367,28 +441,38 @@ async fn send_in_one_statement<C: ConnectionTrait>(
         receipts.push(r.receipt);
     }
     if events.is_empty() {
-        return Ok(receipts);
+        return Ok(Sent {
+            receipts,
+            started: Vec::new(),
+        });
     }
     const INSERT_EVENTS: &str = "INSERT INTO event (id, name, data, user_id, ts) \
         SELECT id, name, data, user_id, ts FROM json_to_recordset($1::json) \
         AS e(id text, name text, data text, user_id text, ts bigint)";
     // `{fair_at}`: the runs' places, as given or moved back behind their user's last.
     const INSERT_RUNS: &str = "INSERT INTO run (id, function_id, event_id, user_id, status, \
-        due_at, claims, stalled_claims, attempts, rerun_of, concurrency_key, \
-        concurrency_key_2, throttle_key, fair_at, trace_parent, created_at, updated_at) \
-        SELECT id, function_id, event_id, user_id, status, due_at, claims, stalled_claims, \
-        attempts, rerun_of, concurrency_key, concurrency_key_2, throttle_key, {fair_at}, \
-        trace_parent, created_at, updated_at FROM json_to_recordset($2::json) \
+        due_at, locked_by, lease_until, claims, stalled_claims, attempts, rerun_of, \
+        concurrency_key, concurrency_key_2, throttle_key, fair_at, trace_parent, created_at, \
+        started_at, updated_at) \
+        SELECT id, function_id, event_id, user_id, status, due_at, locked_by, lease_until, \
+        claims, stalled_claims, attempts, rerun_of, concurrency_key, concurrency_key_2, \
+        throttle_key, {fair_at}, trace_parent, created_at, started_at, updated_at \
+        FROM json_to_recordset($2::json) \
         AS r(id text, function_id text, event_id text, user_id text, status text, \
-        due_at bigint, claims integer, stalled_claims integer, attempts integer, \
-        rerun_of text, concurrency_key text, concurrency_key_2 text, throttle_key text, \
-        fair_at bigint, trace_parent text, created_at bigint, updated_at bigint)";
-    let events = super::to_json(events.iter().map(EventRow::of))?;
+        due_at bigint, locked_by text, lease_until bigint, claims integer, \
+        stalled_claims integer, attempts integer, rerun_of text, concurrency_key text, \
+        concurrency_key_2 text, throttle_key text, fair_at bigint, trace_parent text, \
+        created_at bigint, started_at bigint, updated_at bigint)";
+    let events_json = super::to_json(events.iter().map(EventRow::of))?;
     let statement = if runs.is_empty() {
-        sea_orm::Statement::from_sql_and_values(DbBackend::Postgres, INSERT_EVENTS, [events.into()])
+        sea_orm::Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            INSERT_EVENTS,
+            [events_json.into()],
+        )
     } else {
         let runs = super::to_json(runs.iter().map(RunRow::of))?;
-        let mut values = vec![events.into(), runs.into()];
+        let mut values = vec![events_json.into(), runs.into()];
         let fair_at = match one_user {
             None => "fair_at".to_string(),
             Some(user) => {
@@ -419,7 +503,17 @@ async fn send_in_one_statement<C: ConnectionTrait>(
         )
     };
     conn.execute_raw(statement).await?;
-    Ok(receipts)
+    let started = runs
+        .into_iter()
+        .filter(|run| started.contains(&run.id))
+        .map(|run| {
+            let event = events.iter().find(|e| e.id == run.event_id).cloned();
+            let event =
+                super::claim::readable(event.ok_or(DbErr::RecordNotFound(run.event_id.clone())));
+            (run, event)
+        })
+        .collect();
+    Ok(Sent { receipts, started })
 }
 
 /// An event as `send_in_one_statement`'s JSON carries it: serialized straight from the
@@ -454,6 +548,8 @@ struct RunRow<'a> {
     user_id: Option<&'a str>,
     status: &'static str,
     due_at: i64,
+    locked_by: Option<&'a str>,
+    lease_until: Option<i64>,
     claims: i32,
     stalled_claims: i32,
     attempts: i32,
@@ -464,6 +560,7 @@ struct RunRow<'a> {
     fair_at: i64,
     trace_parent: Option<&'a str>,
     created_at: i64,
+    started_at: Option<i64>,
     updated_at: i64,
 }
 
@@ -476,6 +573,8 @@ impl<'a> RunRow<'a> {
             user_id: m.user_id.as_deref(),
             status: m.status.as_str(),
             due_at: m.due_at,
+            locked_by: m.locked_by.as_deref(),
+            lease_until: m.lease_until,
             claims: m.claims,
             stalled_claims: m.stalled_claims,
             attempts: m.attempts,
@@ -486,6 +585,7 @@ impl<'a> RunRow<'a> {
             fair_at: m.fair_at,
             trace_parent: m.trace_parent.as_deref(),
             created_at: m.created_at,
+            started_at: m.started_at,
             updated_at: m.updated_at,
         }
     }
@@ -574,7 +674,8 @@ async fn send_in_transaction<C: ConnectionTrait + TransactionTrait>(
             .chain(limited.iter_mut().map(|(_, run)| run))
             .chain(debounced.iter_mut().map(|(_, run)| run))
             .chain(batched.iter_mut().map(|(_, run)| run))
-            .collect(),
+            .collect::<Vec<_>>()
+            .as_mut_slice(),
         now,
     )
     .await?;
