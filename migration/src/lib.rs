@@ -18,6 +18,7 @@ mod m20261202_000013_fair_order;
 mod m20261202_000014_batch;
 mod m20261203_000015_trace_parent;
 mod m20261204_000016_unchecked_keys;
+mod m20261205_000017_idempotency_index;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -42,6 +43,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000014_batch::Migration),
             Box::new(m20261203_000015_trace_parent::Migration),
             Box::new(m20261204_000016_unchecked_keys::Migration),
+            Box::new(m20261205_000017_idempotency_index::Migration),
         ]
     }
 }
@@ -56,4 +58,17 @@ pub(crate) async fn execute_all(
         db.execute_unprepared(sql).await?;
     }
     Ok(())
+}
+
+/// Runs `statements` in order on PostgreSQL; nothing on SQLite.
+pub(crate) async fn postgres_only(
+    manager: &SchemaManager<'_>,
+    statements: &[&str],
+) -> Result<(), DbErr> {
+    if manager.get_connection().get_database_backend()
+        != sea_orm_migration::sea_orm::DbBackend::Postgres
+    {
+        return Ok(());
+    }
+    execute_all(manager, statements).await
 }

@@ -10,7 +10,6 @@
 //! checks are lookups that write nothing (and it cannot drop a constraint without
 //! copying the table).
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::sea_orm::DbBackend;
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -18,7 +17,7 @@ pub struct Migration;
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        postgres_only(
+        crate::postgres_only(
             manager,
             &[
                 "ALTER TABLE run DROP CONSTRAINT IF EXISTS run_event_id_fkey",
@@ -29,7 +28,7 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        postgres_only(
+        crate::postgres_only(
             manager,
             &[
                 "ALTER TABLE run ADD CONSTRAINT run_event_id_fkey FOREIGN KEY (event_id) \
@@ -40,11 +39,4 @@ impl MigrationTrait for Migration {
         )
         .await
     }
-}
-
-async fn postgres_only(manager: &SchemaManager<'_>, statements: &[&str]) -> Result<(), DbErr> {
-    if manager.get_connection().get_database_backend() != DbBackend::Postgres {
-        return Ok(());
-    }
-    crate::execute_all(manager, statements).await
 }

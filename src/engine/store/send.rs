@@ -613,6 +613,7 @@ async fn send_in_transaction<C: ConnectionTrait + TransactionTrait>(
 ) -> Result<Vec<SendReceipt>, EngineError> {
     let txn = conn.begin().await?;
     let conn = &txn;
+    let postgres = conn.get_database_backend() == DbBackend::Postgres;
     let mut receipts = Vec::with_capacity(rows.len());
     let mut event_rows = Vec::with_capacity(rows.len());
     let mut run_rows = Vec::with_capacity(rows.len());
@@ -627,12 +628,14 @@ async fn send_in_transaction<C: ConnectionTrait + TransactionTrait>(
     for r in rows {
         if let Some(key) = &r.idempotency_key {
             // Insert-or-skip in one statement, so concurrent sends with one key agree.
+            let mut on_conflict = OnConflict::column(event::Column::IdempotencyKey);
+            if postgres {
+                // Its unique index there holds only the events with a key.
+                on_conflict
+                    .target_and_where(Expr::col(event::Column::IdempotencyKey).is_not_null());
+            }
             let inserted = event::Entity::insert(r.event)
-                .on_conflict(
-                    OnConflict::column(event::Column::IdempotencyKey)
-                        .do_nothing()
-                        .to_owned(),
-                )
+                .on_conflict(on_conflict.do_nothing().to_owned())
                 .exec_without_returning(conn)
                 .await;
             match inserted {
