@@ -9,6 +9,7 @@
 //! - `notify`: PostgreSQL's NOTIFY payloads between processes
 //! - `inspect`: read-only views for dashboards
 pub(crate) mod claim;
+mod columns;
 pub(crate) mod complete;
 pub(crate) mod control;
 pub mod inspect;

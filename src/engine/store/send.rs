@@ -9,6 +9,7 @@ use sea_orm::{
     QueryOrder, QuerySelect, Set, TransactionSession, TransactionTrait,
 };
 
+use super::columns::Columns;
 use super::notify;
 use crate::domain::RunStatus;
 use crate::engine::concurrency;
@@ -169,7 +170,9 @@ struct Start<'a> {
 }
 
 impl Start<'_> {
-    /// Marks up to `most` of `runs` as claimed, if they are open and due at `now`.
+    /// Marks up to `most` of `runs` as claimed, if they are open and due at `now`. The
+    /// one-statement send records a claim from the status alone, with this worker, lease
+    /// and time: the values set here.
     fn mark(&self, runs: &mut [&mut run::ActiveModel], now: i64) -> Vec<String> {
         let open_and_due = |run: &run::ActiveModel| {
             matches!(&run.concurrency_key, Set(None))
@@ -391,9 +394,8 @@ fn rows(rt: &Runtime, p: Prepared, functions: &[String], awaited: bool, now: i64
 
 /// PostgreSQL, no idempotency keys: the events, their runs and the wake-up signal in
 /// one statement — atomic by itself, and one round trip (plus the commit's flush when
-/// `conn` is not a transaction). The rows travel as two JSON arrays, unpacked by
-/// `json_to_recordset`: the statement's text is the same for any number of rows, so it
-/// is prepared once, and no batch meets the limit on bound parameters.
+/// `conn` is not a transaction). The rows travel as one binary array per column
+/// ([`Columns`]).
 ///
 /// When the runs are all one user's (a request's send, a bulk send of one account), the
 /// statement itself places them in the fair order: placed as if the user had nothing
@@ -446,62 +448,55 @@ async fn send_in_one_statement<C: ConnectionTrait>(
             started: Vec::new(),
         });
     }
-    const INSERT_EVENTS: &str = "INSERT INTO event (id, name, data, user_id, ts) \
-        SELECT id, name, data, user_id, ts FROM json_to_recordset($1::json) \
-        AS e(id text, name text, data text, user_id text, ts bigint)";
-    // `{fair_at}`: the runs' places, as given or moved back behind their user's last.
-    const INSERT_RUNS: &str = "INSERT INTO run (id, function_id, event_id, user_id, status, \
-        due_at, locked_by, lease_until, claims, stalled_claims, attempts, rerun_of, \
-        concurrency_key, concurrency_key_2, throttle_key, fair_at, trace_parent, created_at, \
-        started_at, updated_at) \
-        SELECT id, function_id, event_id, user_id, status, due_at, locked_by, lease_until, \
-        claims, stalled_claims, attempts, rerun_of, concurrency_key, concurrency_key_2, \
-        throttle_key, {fair_at}, trace_parent, created_at, started_at, updated_at \
-        FROM json_to_recordset($2::json) \
-        AS r(id text, function_id text, event_id text, user_id text, status text, \
-        due_at bigint, locked_by text, lease_until bigint, claims integer, \
-        stalled_claims integer, attempts integer, rerun_of text, concurrency_key text, \
-        concurrency_key_2 text, throttle_key text, fair_at bigint, trace_parent text, \
-        created_at bigint, started_at bigint, updated_at bigint)";
-    let events_json = super::to_json(events.iter().map(EventRow::of))?;
-    let statement = if runs.is_empty() {
-        sea_orm::Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            INSERT_EVENTS,
-            [events_json.into()],
-        )
-    } else {
-        let runs = super::to_json(runs.iter().map(RunRow::of))?;
-        let mut values = vec![events_json.into(), runs.into()];
-        let fair_at = match one_user {
-            None => "fair_at".to_string(),
-            Some(user) => {
-                values.push(now.into());
-                let whose = match user {
-                    Some(user) => {
-                        values.push(user.into());
-                        "user_id = $4"
-                    }
-                    None => "user_id IS NULL",
-                };
-                // A run due later (debounced) keeps its due time as its place.
-                format!(
-                    "fair_at + CASE WHEN due_at <= $3 THEN GREATEST(0, (SELECT {LAST_WAITING} \
-                     FROM run WHERE {whose} ORDER BY id DESC LIMIT 1) + {SHARE} - $3) \
-                     ELSE 0 END"
-                )
-            }
-        };
-        sea_orm::Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            format!(
-                "WITH new_events AS ({INSERT_EVENTS}), new_runs AS ({}) SELECT {}",
-                INSERT_RUNS.replace("{fair_at}", &fair_at),
-                notify::wake_sql(from)
-            ),
-            values,
-        )
+    // The statement's own parameters first: $1 the time, $2 and $3 the worker and the
+    // lease of the runs it starts, $4 the one user whose runs it places.
+    let mut values: Vec<sea_orm::Value> = vec![
+        now.into(),
+        start.as_ref().map(|s| s.worker_id.to_string()).into(),
+        start.as_ref().map(|s| s.lease_until).into(),
+    ];
+    let whose = match &one_user {
+        Some(Some(user)) => {
+            values.push(user.clone().into());
+            "user_id = $4"
+        }
+        _ => "user_id IS NULL",
     };
+    let events_in = event_columns(&events);
+    // Every event and run of a send is recorded at its time.
+    let mut sql = format!(
+        "INSERT INTO event ({}, ts) SELECT {}, $1 FROM {}",
+        events_in.names(),
+        events_in.select(None),
+        events_in.from("e", values.len() + 1)
+    );
+    values.extend(events_in.into_values());
+    if !runs.is_empty() {
+        let runs_in = run_columns(&runs);
+        // A run due later (debounced) keeps its due time as its place.
+        let fair_at = one_user.is_some().then(|| {
+            format!(
+                "fair_at + CASE WHEN due_at <= $1 THEN GREATEST(0, (SELECT {LAST_WAITING} \
+                 FROM run WHERE {whose} ORDER BY id DESC LIMIT 1) + {SHARE} - $1) ELSE 0 END"
+            )
+        });
+        // `fair_at`: the runs' places, as given or moved back behind their user's last.
+        // A run recorded as started ([`Start::mark`]) is running under $2's lease.
+        sql = format!(
+            "WITH new_events AS ({sql}), new_runs AS (INSERT INTO run ({}, locked_by, \
+             lease_until, claims, started_at, created_at, updated_at) SELECT {}, \
+             CASE WHEN status = 'running' THEN $2 END, \
+             CASE WHEN status = 'running' THEN $3 END, \
+             CASE WHEN status = 'running' THEN 1 ELSE 0 END, \
+             CASE WHEN status = 'running' THEN $1 END, $1, $1 FROM {}) SELECT {}",
+            runs_in.names(),
+            runs_in.select(fair_at.as_deref().map(|expr| ("fair_at", expr))),
+            runs_in.from("r", values.len() + 1),
+            notify::wake_sql(from)
+        );
+        values.extend(runs_in.into_values());
+    }
+    let statement = sea_orm::Statement::from_sql_and_values(DbBackend::Postgres, sql, values);
     conn.execute_raw(statement).await?;
     let started = runs
         .into_iter()
@@ -516,79 +511,45 @@ async fn send_in_one_statement<C: ConnectionTrait>(
     Ok(Sent { receipts, started })
 }
 
-/// An event as `send_in_one_statement`'s JSON carries it: serialized straight from the
-/// model, with no map built per row.
-#[derive(serde::Serialize)]
-struct EventRow<'a> {
-    id: &'a str,
-    name: &'a str,
-    data: &'a str,
-    user_id: Option<&'a str>,
-    ts: i64,
+/// New events as `send_in_one_statement`'s arrays carry them.
+fn event_columns(events: &[event::Model]) -> Columns {
+    let mut c = Columns::new(events.len());
+    c.text("id", events.iter().map(|e| e.id.as_str()));
+    c.text("name", events.iter().map(|e| e.name.as_str()));
+    c.text("data", events.iter().map(|e| e.data.as_str()));
+    c.nullable_text("user_id", events.iter().map(|e| e.user_id.as_deref()));
+    c
 }
 
-impl<'a> EventRow<'a> {
-    fn of(e: &'a event::Model) -> Self {
-        EventRow {
-            id: &e.id,
-            name: &e.name,
-            data: &e.data,
-            user_id: e.user_id.as_deref(),
-            ts: e.ts,
-        }
-    }
-}
-
-/// A new run as `send_in_one_statement`'s JSON carries it.
-#[derive(serde::Serialize)]
-struct RunRow<'a> {
-    id: &'a str,
-    function_id: &'a str,
-    event_id: &'a str,
-    user_id: Option<&'a str>,
-    status: &'static str,
-    due_at: i64,
-    locked_by: Option<&'a str>,
-    lease_until: Option<i64>,
-    claims: i32,
-    stalled_claims: i32,
-    attempts: i32,
-    rerun_of: Option<&'a str>,
-    concurrency_key: Option<&'a str>,
-    concurrency_key_2: Option<&'a str>,
-    throttle_key: Option<&'a str>,
-    fair_at: i64,
-    trace_parent: Option<&'a str>,
-    created_at: i64,
-    started_at: Option<i64>,
-    updated_at: i64,
-}
-
-impl<'a> RunRow<'a> {
-    fn of(m: &'a run::Model) -> Self {
-        RunRow {
-            id: &m.id,
-            function_id: &m.function_id,
-            event_id: &m.event_id,
-            user_id: m.user_id.as_deref(),
-            status: m.status.as_str(),
-            due_at: m.due_at,
-            locked_by: m.locked_by.as_deref(),
-            lease_until: m.lease_until,
-            claims: m.claims,
-            stalled_claims: m.stalled_claims,
-            attempts: m.attempts,
-            rerun_of: m.rerun_of.as_deref(),
-            concurrency_key: m.concurrency_key.as_deref(),
-            concurrency_key_2: m.concurrency_key_2.as_deref(),
-            throttle_key: m.throttle_key.as_deref(),
-            fair_at: m.fair_at,
-            trace_parent: m.trace_parent.as_deref(),
-            created_at: m.created_at,
-            started_at: m.started_at,
-            updated_at: m.updated_at,
-        }
-    }
+/// New runs as `send_in_one_statement`'s arrays carry them: the columns that differ
+/// between the runs of a send. The statement sets the times and a started run's claim;
+/// the table's defaults say no attempt yet and no re-run.
+fn run_columns(runs: &[run::Model]) -> Columns {
+    let mut c = Columns::new(runs.len());
+    c.text("id", runs.iter().map(|r| r.id.as_str()));
+    c.text("function_id", runs.iter().map(|r| r.function_id.as_str()));
+    c.text("event_id", runs.iter().map(|r| r.event_id.as_str()));
+    c.nullable_text("user_id", runs.iter().map(|r| r.user_id.as_deref()));
+    c.text("status", runs.iter().map(|r| r.status.as_str()));
+    c.bigint("due_at", runs.iter().map(|r| r.due_at));
+    c.nullable_text(
+        "concurrency_key",
+        runs.iter().map(|r| r.concurrency_key.as_deref()),
+    );
+    c.nullable_text(
+        "concurrency_key_2",
+        runs.iter().map(|r| r.concurrency_key_2.as_deref()),
+    );
+    c.nullable_text(
+        "throttle_key",
+        runs.iter().map(|r| r.throttle_key.as_deref()),
+    );
+    c.bigint("fair_at", runs.iter().map(|r| r.fair_at));
+    c.nullable_text(
+        "trace_parent",
+        runs.iter().map(|r| r.trace_parent.as_deref()),
+    );
+    c
 }
 
 fn is_debounced(run: &run::ActiveModel) -> bool {
