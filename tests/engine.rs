@@ -1124,11 +1124,12 @@ async fn a_sent_run_is_announced_queued_once_its_send_has_committed_in_every_pro
     }
 }
 
-/// On PostgreSQL a process tells the others of its runs' progress only while another
-/// process listens: alone it sends no notice; one that starts listening hears the runs
-/// that follow; once that one stops, the first counts it gone and is quiet again.
+/// On PostgreSQL a process tells the others of its runs' progress, and wakes them for
+/// the events it sends, only while another process listens: alone it sends no notice;
+/// one that starts listening hears the runs that follow; once that one stops, the first
+/// counts it gone and is quiet again.
 #[tokio::test]
-async fn a_process_tells_its_runs_only_while_another_listens() {
+async fn a_process_tells_its_runs_and_sends_only_while_another_listens() {
     let t = test_db().await;
     let engine = |db: &DatabaseConnection| {
         Engine::builder(db.clone())
@@ -1145,7 +1146,9 @@ async fn a_process_tells_its_runs_only_while_another_listens() {
     // Every notice on the channel, whoever sends it; this connection is no process's
     // listener, so it is not counted.
     let mut spy = PgListener::connect(&t.url).await.unwrap();
-    spy.listen("nodebase_runs").await.unwrap();
+    spy.listen_all(["nodebase_runs", "nodebase_wake"])
+        .await
+        .unwrap();
     let mut updates = common::Updates::new(worker.subscribe());
     let workers = worker.start();
     let mut run = async || {
@@ -1167,11 +1170,17 @@ async fn a_process_tells_its_runs_only_while_another_listens() {
     until(|| worker.tells_other_processes()).await;
     let told = run().await;
     wait_for(&mut there, &told, RunStatus::Completed).await;
-    // The worker's notices in the order it sent them, up to the told run's end.
+    // The worker's notices in the order it sent them, up to the told run's end, and
+    // the wake-up signals its sends gave.
+    let mut wakes = 0;
     let sent = tokio::time::timeout(Duration::from_secs(20), async {
         let mut runs = Vec::new();
         loop {
             let notice = spy.recv().await.unwrap();
+            if notice.channel() == "nodebase_wake" {
+                wakes += usize::from(notice.payload() == worker.worker_id());
+                continue;
+            }
             let wire: serde_json::Value = serde_json::from_str(notice.payload()).unwrap();
             if wire["from"] != worker.worker_id() {
                 continue;
@@ -1190,6 +1199,7 @@ async fn a_process_tells_its_runs_only_while_another_listens() {
         !sent.contains(&untold),
         "told of a run while no other process listened"
     );
+    assert_eq!(wakes, 1, "woke the others for the told run's send alone");
 
     listening.stop().await;
     until(|| !worker.tells_other_processes()).await;

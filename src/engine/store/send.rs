@@ -146,13 +146,20 @@ pub(crate) async fn send_and_start<'a, C: ConnectionTrait + TransactionTrait>(
                     .all(|run| !is_debounced(run) && !is_rate_limited(run) && !is_batched(run))
         });
     if one_statement {
-        let from = wakes_here.then_some(rt.worker_id.as_str());
+        // The wake-up signal. Sent through the pool, the runs wake this process's workers
+        // once the send has committed: the signal is for the other processes, and none
+        // is sent while no other listens (`notifier::Census`).
+        let wake = match wakes_here {
+            false => Some(notify::wake_sql(None)),
+            true if rt.census.tells() => Some(notify::wake_sql(Some(&rt.worker_id))),
+            true => None,
+        };
         let start = (start > 0).then(|| Start {
             worker_id: &rt.worker_id,
             lease_until: rt.lease_from(now),
             most: start,
         });
-        send_in_one_statement(conn, rows, now, from, start).await
+        send_in_one_statement(conn, rows, now, wake, start).await
     } else {
         let receipts = send_in_transaction(rt, conn, rows, now).await?;
         Ok(Sent {
@@ -392,8 +399,8 @@ fn rows(rt: &Runtime, p: Prepared, functions: &[String], awaited: bool, now: i64
     }
 }
 
-/// PostgreSQL, no idempotency keys: the events, their runs and the wake-up signal in
-/// one statement — atomic by itself, and one round trip (plus the commit's flush when
+/// PostgreSQL, no idempotency keys: the events, their runs and the wake-up signal (if
+/// `wake`) in one statement — atomic by itself, and one round trip (plus the commit's flush when
 /// `conn` is not a transaction). The rows travel as one binary array per column
 /// ([`Columns`]).
 ///
@@ -406,7 +413,7 @@ async fn send_in_one_statement<C: ConnectionTrait>(
     conn: &C,
     mut rows: Vec<Rows>,
     now: i64,
-    from: Option<&str>,
+    wake: Option<String>,
     start: Option<Start<'_>>,
 ) -> Result<Sent, EngineError> {
     use sea_orm::TryIntoModel;
@@ -492,7 +499,7 @@ async fn send_in_one_statement<C: ConnectionTrait>(
             runs_in.names(),
             runs_in.select(fair_at.as_deref().map(|expr| ("fair_at", expr))),
             runs_in.from("r", values.len() + 1),
-            notify::wake_sql(from)
+            wake.as_deref().unwrap_or("NULL")
         );
         values.extend(runs_in.into_values());
     }
