@@ -400,9 +400,9 @@ fn rows(rt: &Runtime, p: Prepared, functions: &[String], awaited: bool, now: i64
 }
 
 /// PostgreSQL, no idempotency keys: the events, their runs and the wake-up signal (if
-/// `wake`) in one statement — atomic by itself, and one round trip (plus the commit's flush when
-/// `conn` is not a transaction). The rows travel as one binary array per column
-/// ([`Columns`]).
+/// `wake`) in one statement — atomic by itself, and one round trip (plus the commit's
+/// flush when `conn` is not a transaction). The rows travel as one binary array per
+/// column ([`Columns`]).
 ///
 /// When the runs are all one user's (a request's send, a bulk send of one account), the
 /// statement itself places them in the fair order: placed as if the user had nothing
